@@ -1,0 +1,131 @@
+/**
+ * Stable codes carried by every {@link LargeObjectError}. Messages may change between versions;
+ * codes do not.
+ */
+export type LargeObjectErrorCode =
+  | "ERR_LO_NOT_FOUND"
+  | "ERR_LO_MODE"
+  | "ERR_LO_CLOSED"
+  | "ERR_LO_INVALID_ARGUMENT"
+  | "ERR_LO_PERMISSION_DENIED"
+  | "ERR_LO_NOT_POSTGRES"
+  | "ERR_LO_CONNECTION"
+  | "ERR_LO_TIMEOUT"
+  | "ERR_LO_CONFLICT"
+  | "ERR_LO_TRANSACTION"
+  | "ERR_LO_NOT_DECORATED"
+  | "ERR_LO_NULL"
+  | "ERR_LO_NO_PRIMARY_KEY"
+  | "ERR_LO_INVALID_VALUE"
+  | "ERR_LO_TOO_LARGE"
+  | "ERR_LO_IN_USE"
+  | "ERR_LO_DATABASE";
+
+/** Context attached to an error: which object, where, and on which entity. */
+export interface LargeObjectErrorDetails {
+  oid?: number;
+  offset?: number;
+  entity?: string;
+  property?: string;
+  cause?: unknown;
+}
+
+/**
+ * The one error type this library throws. Switch on `code`, not on the message.
+ *
+ * @example
+ * try { await LargeObject.open(dataSource, oid, "r"); }
+ * catch (err) { if (err instanceof LargeObjectError && err.code === "ERR_LO_NOT_FOUND") return 404; }
+ */
+export class LargeObjectError extends Error {
+  override readonly name = "LargeObjectError";
+  readonly code: LargeObjectErrorCode;
+  readonly oid?: number;
+  readonly offset?: number;
+  readonly entity?: string;
+  readonly property?: string;
+
+  constructor(code: LargeObjectErrorCode, message: string, details: LargeObjectErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    if (details.oid !== undefined) this.oid = details.oid;
+    if (details.offset !== undefined) this.offset = details.offset;
+    if (details.entity !== undefined) this.entity = details.entity;
+    if (details.property !== undefined) this.property = details.property;
+  }
+}
+
+/** True when `err` is a {@link LargeObjectError}, optionally with the given code. */
+export function isLargeObjectError(err: unknown, code?: LargeObjectErrorCode): err is LargeObjectError {
+  return err instanceof LargeObjectError && (code === undefined || err.code === code);
+}
+
+const CONNECTION_MESSAGES = [
+  "Connection terminated",
+  "connection error",
+  "Client was closed",
+  "Client has encountered a connection error",
+  "not queryable",
+  "ECONNRESET",
+  "EPIPE",
+  "ECONNREFUSED",
+];
+
+function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Whether an error means the connection itself is gone (so it must not go back to the pool). */
+export function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof LargeObjectError) return err.code === "ERR_LO_CONNECTION";
+  const state = sqlState(err);
+  if (state !== undefined && (state.startsWith("08") || state.startsWith("57P"))) return true;
+  const message = err instanceof Error ? err.message : String(err);
+  return CONNECTION_MESSAGES.some((m) => message.includes(m));
+}
+
+/**
+ * Turns a driver or server error into a LargeObjectError. The one place where SQLSTATEs map to
+ * codes; an error that already is a LargeObjectError passes through unchanged.
+ */
+export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorDetails, "cause"> = {}): LargeObjectError {
+  if (err instanceof LargeObjectError) return err;
+  const state = sqlState(err);
+  const message = err instanceof Error ? err.message : String(err);
+  const withCause = { ...details, cause: err };
+  if (isConnectionFailure(err)) {
+    return new LargeObjectError("ERR_LO_CONNECTION", `The database connection failed: ${message}`, withCause);
+  }
+  if (message.includes("invalid large-object descriptor")) {
+    return new LargeObjectError(
+      "ERR_LO_TRANSACTION",
+      `${message}: a descriptor was used outside the transaction that opened it`,
+      withCause,
+    );
+  }
+  switch (state) {
+    case "42704": // undefined_object: "large object N does not exist"
+      return new LargeObjectError("ERR_LO_NOT_FOUND", message, withCause);
+    case "42501": // insufficient_privilege
+      return new LargeObjectError("ERR_LO_PERMISSION_DENIED", message, withCause);
+    case "57014": // query_canceled (statement_timeout)
+    case "55P03": // lock_not_available (lock_timeout, NOWAIT)
+    case "25P03": // idle_in_transaction_session_timeout
+      return new LargeObjectError("ERR_LO_TIMEOUT", message, withCause);
+    case "40001": // serialization_failure
+    case "40P01": // deadlock_detected
+      return new LargeObjectError("ERR_LO_CONFLICT", message, withCause);
+    case "25P02": // in_failed_sql_transaction
+    case "25P01": // no_active_sql_transaction
+      return new LargeObjectError("ERR_LO_TRANSACTION", message, withCause);
+    case "53200": // out_of_memory, usually max_locks_per_transaction
+    default:
+      return new LargeObjectError("ERR_LO_DATABASE", message, withCause);
+  }
+}
+
+/** Shorthand for argument errors. */
+export function invalidArgument(message: string, details: LargeObjectErrorDetails = {}): LargeObjectError {
+  return new LargeObjectError("ERR_LO_INVALID_ARGUMENT", message, details);
+}

@@ -1,0 +1,12 @@
+export { LargeObject, DEFAULT_CHUNK_SIZE } from "./large-object";
+export type { LargeObjectMode, Whence, OpenOptions, CreateOptions } from "./large-object";
+export { LargeObjectReadStream } from "./read-stream";
+export type { ReadStreamOptions } from "./read-stream";
+export { LargeObjectWriteStream } from "./write-stream";
+export type { WriteStreamOptions } from "./write-stream";
+export { LargeObjectError, isLargeObjectError } from "./errors";
+export type { LargeObjectErrorCode, LargeObjectErrorDetails } from "./errors";
+export type { LargeObjectSource } from "./transaction-scope";
+export type { LargeObjectContent } from "./content";
+export type { Offset } from "./arguments";
+export { MAX_LARGE_OBJECT_SIZE } from "./arguments";

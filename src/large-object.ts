@@ -1,0 +1,424 @@
+import { LargeObjectError, toLargeObjectError } from "./errors";
+import { toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "./arguments";
+import { TransactionScope, type LargeObjectSource } from "./transaction-scope";
+import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
+import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
+import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
+
+/** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
+export type LargeObjectMode = "r" | "w" | "rw" | "a";
+
+/** Where a seek counts from: the start, the current position or the end (or 0, 1, 2 as in lseek). */
+export type Whence = "set" | "cur" | "end" | 0 | 1 | 2;
+
+const INV_WRITE = 0x20000;
+const INV_READ = 0x40000;
+const MODE_FLAGS: Record<LargeObjectMode, number> = { r: INV_READ, w: INV_WRITE, rw: INV_READ | INV_WRITE, a: INV_WRITE };
+const WHENCE: Record<string, number> = { set: 0, cur: 1, end: 2, "0": 0, "1": 1, "2": 2 };
+
+/** Default piece size of reads and writes: 1 MiB, where round trips stop mattering. */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** Largest single `loread` (the server builds the whole bytea in memory). */
+const MAX_READ_PIECE = 16 * 1024 * 1024;
+
+/** Options of {@link LargeObject.open}. */
+export interface OpenOptions {
+  /** Bytes per `read()` without an argument and per iteration step (default 1 MiB). */
+  chunkSize?: number;
+}
+
+/** Options of {@link LargeObject.create}. */
+export interface CreateOptions {
+  /** Initial content: a Buffer, Uint8Array, string (UTF-8), Readable or async iterable of chunks. */
+  data?: LargeObjectContent;
+}
+
+function toMode(mode: unknown): LargeObjectMode {
+  if (typeof mode === "string" && Object.hasOwn(MODE_FLAGS, mode)) return mode as LargeObjectMode;
+  throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `unknown mode ${JSON.stringify(mode)}: use "r", "w", "rw" or "a"`);
+}
+
+/**
+ * One open PostgreSQL large object: a descriptor inside a transaction. Opened on a runner that is in
+ * a transaction, it joins that transaction; otherwise it owns one, committed by `close()` and rolled
+ * back by `abort()`.
+ *
+ * @example
+ * await using lo = await LargeObject.open(dataSource, oid, "r");
+ * for await (const chunk of lo) process.stdout.write(chunk);
+ */
+export class LargeObject {
+  private closed = false;
+  private readonly chunkSize: number;
+
+  private constructor(
+    /** The transaction this descriptor lives in. */
+    readonly scope: TransactionScope,
+    /** The object's oid. */
+    readonly oid: number,
+    /** The mode it was opened with. */
+    readonly mode: LargeObjectMode,
+    private readonly fd: number,
+    options: OpenOptions,
+  ) {
+    this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
+  }
+
+  /**
+   * Creates a large object, optionally filled with `data`, and returns its oid. Without a
+   * transaction on the source the object and its content are committed together or not at all.
+   *
+   * @example
+   * const oid = await LargeObject.create(dataSource, { data: fs.createReadStream("video.mp4") });
+   */
+  static async create(source: LargeObjectSource, options: CreateOptions = {}): Promise<number> {
+    const scope = await TransactionScope.begin(source, { transaction: true });
+    try {
+      const oid = await createOnScope(scope, options.data);
+      await scope.end();
+      return oid;
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err);
+    }
+  }
+
+  /**
+   * Opens an existing object. `mode` is "r" (default), "w" (write in place, nothing is truncated),
+   * "rw", or "a" (append).
+   *
+   * @example
+   * const lo = await LargeObject.open(queryRunner, oid, "rw");
+   */
+  static async open(
+    source: LargeObjectSource,
+    oid: number,
+    mode: LargeObjectMode = "r",
+    options: OpenOptions = {},
+  ): Promise<LargeObject> {
+    const validOid = toOid(oid);
+    const validMode = toMode(mode);
+    if (options.chunkSize !== undefined) toChunkSize(options.chunkSize, "chunkSize");
+    const scope = await TransactionScope.begin(source, { transaction: true, readOnly: validMode === "r" });
+    return LargeObject.openOnScope(scope, validOid, validMode, options);
+  }
+
+  /** Opens `oid` inside an existing scope; the handle ends the scope when it closes. */
+  static async openOnScope(
+    scope: TransactionScope,
+    oid: number,
+    mode: LargeObjectMode,
+    options: OpenOptions = {},
+  ): Promise<LargeObject> {
+    try {
+      const rows = await scope.query<{ fd: number }>("SELECT lo_open($1, $2) AS fd", [oid, MODE_FLAGS[mode]]);
+      return new LargeObject(scope, oid, mode, rows[0]!.fd, options);
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid });
+    }
+  }
+
+  /**
+   * Deletes a large object. Throws ERR_LO_NOT_FOUND when there is none.
+   *
+   * @example
+   * await LargeObject.unlink(dataSource, oid);
+   */
+  static async unlink(source: LargeObjectSource, oid: number): Promise<void> {
+    const validOid = toOid(oid);
+    const scope = await TransactionScope.begin(source, { transaction: false });
+    try {
+      await scope.query("SELECT lo_unlink($1)", [validOid]);
+      await scope.end();
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid: validOid });
+    }
+  }
+
+  /**
+   * Whether a large object with this oid exists (read from `pg_largeobject_metadata`, which every
+   * role may read).
+   *
+   * @example
+   * if (!(await LargeObject.exists(dataSource, oid))) throw new Error("gone");
+   */
+  static async exists(source: LargeObjectSource, oid: number): Promise<boolean> {
+    const validOid = toOid(oid);
+    const scope = await TransactionScope.begin(source, { transaction: false });
+    try {
+      const rows = await scope.query<{ found: boolean }>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1) AS found",
+        [validOid],
+      );
+      await scope.end();
+      return rows[0]!.found;
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid: validOid });
+    }
+  }
+
+  /** Whether `close()` or `abort()` has run. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Reads up to `size` bytes (default: the chunk size) from the current position; an empty Buffer
+   * at the end.
+   *
+   * @example
+   * const head = await lo.read(512);
+   */
+  async read(size?: Offset): Promise<Buffer> {
+    this.assertOpen();
+    this.assertCan("read");
+    const wanted = size === undefined ? this.chunkSize : toOffset(size, "size", this.oid);
+    const pieces: Buffer[] = [];
+    let total = 0;
+    while (total < wanted) {
+      const piece = Math.min(wanted - total, MAX_READ_PIECE);
+      const data = await this.run((scope) =>
+        scope.query<{ data: Buffer }>("SELECT loread($1, $2) AS data", [this.fd, piece]),
+      ).then((rows) => rows[0]!.data);
+      pieces.push(data);
+      total += data.length;
+      if (data.length < piece) break;
+    }
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total);
+  }
+
+  /**
+   * Writes `data` at the current position (at the end in append mode) and returns the bytes
+   * written. Large buffers go in pieces of the chunk size.
+   *
+   * @example
+   * await lo.write(Buffer.from("hello"));
+   */
+  async write(data: Uint8Array | string): Promise<number> {
+    this.assertOpen();
+    this.assertCan("write");
+    const buffer = typeof data === "string" ? Buffer.from(data, "utf8") : toBuffer(data, this.oid);
+    for (let offset = 0; offset < buffer.length; offset += this.chunkSize) {
+      await this.writePiece(buffer.subarray(offset, offset + this.chunkSize));
+    }
+    return buffer.length;
+  }
+
+  /** Writes one piece with a single statement; the hot path of every write stream. */
+  async writePiece(piece: Buffer): Promise<void> {
+    this.assertOpen();
+    this.assertCan("write");
+    const sql =
+      this.mode === "a"
+        ? "SELECT lowrite($1, $2) FROM (SELECT lo_lseek64($1, 0, 2) OFFSET 0) AS to_end"
+        : "SELECT lowrite($1, $2)";
+    await this.run((scope) => scope.query(sql, [this.fd, piece]));
+  }
+
+  /**
+   * Moves the position and returns the new one. 64-bit: offsets past 2 GiB work.
+   *
+   * @example
+   * await lo.seek(-16, "end");
+   */
+  async seek(offset: Offset, whence: Whence = "set"): Promise<number> {
+    this.assertOpen();
+    const from = WHENCE[String(whence)];
+    if (from === undefined) {
+      throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `unknown whence ${JSON.stringify(whence)}: use "set", "cur" or "end"`, { oid: this.oid });
+    }
+    const distance = from === 0 ? toOffset(offset, "offset", this.oid) : toSignedOffset(offset, "offset", this.oid);
+    const rows = await this.run((scope) =>
+      scope.query<{ pos: string }>("SELECT lo_lseek64($1, $2, $3) AS pos", [this.fd, distance, from]),
+    );
+    return Number(rows[0]!.pos);
+  }
+
+  /** The current position. */
+  async tell(): Promise<number> {
+    this.assertOpen();
+    const rows = await this.run((scope) => scope.query<{ pos: string }>("SELECT lo_tell64($1) AS pos", [this.fd]));
+    return Number(rows[0]!.pos);
+  }
+
+  /**
+   * The object's size in bytes; the position is left where it was.
+   *
+   * @example
+   * const bytes = await lo.size();
+   */
+  async size(): Promise<number> {
+    this.assertOpen();
+    // Each OFFSET 0 keeps its subquery from being flattened, which fixes the order of the calls.
+    const rows = await this.run((scope) =>
+      scope.query<{ size: string }>(
+        `SELECT size, lo_lseek64($1, pos, 0) AS restored
+           FROM (SELECT pos, lo_lseek64($1, 0, 2) AS size
+                   FROM (SELECT lo_tell64($1) AS pos OFFSET 0) AS here OFFSET 0) AS measured`,
+        [this.fd],
+      ),
+    );
+    return Number(rows[0]!.size);
+  }
+
+  /**
+   * Cuts the object to `length` bytes, or extends it with zeros; the position does not move.
+   *
+   * @example
+   * await lo.truncate(0);
+   */
+  async truncate(length: Offset = 0): Promise<void> {
+    this.assertOpen();
+    this.assertCan("write");
+    const valid = toOffset(length, "length", this.oid);
+    await this.run((scope) => scope.query("SELECT lo_truncate64($1, $2)", [this.fd, valid]));
+  }
+
+  /**
+   * A Readable of the bytes from `start` to `end` inclusive (as `fs.createReadStream`), read through
+   * binary COPY; independent of the handle's position. With `autoClose` (default) the handle closes
+   * when the stream ends and aborts when it fails or is destroyed.
+   *
+   * @example
+   * await pipeline(lo.createReadStream({ start: 0, end: 1023 }), res);
+   */
+  createReadStream(options: ReadStreamOptions = {}): LargeObjectReadStream {
+    this.assertOpen();
+    this.assertCan("read");
+    return new LargeObjectReadStream(this, options);
+  }
+
+  /**
+   * A Writable that writes at the current position (at the end in append mode), in pieces of the
+   * chunk size. With `autoClose` (default) the handle closes, committing an owned transaction, when
+   * the stream finishes, and aborts when it fails or is destroyed.
+   *
+   * @example
+   * await pipeline(fs.createReadStream("in.bin"), lo.createWriteStream());
+   */
+  createWriteStream(options: WriteStreamOptions = {}): LargeObjectWriteStream {
+    this.assertOpen();
+    this.assertCan("write");
+    return new LargeObjectWriteStream(this, { chunkSize: this.chunkSize, ...options });
+  }
+
+  /**
+   * Closes the descriptor and commits an owned transaction. Never truncates or changes data.
+   * Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      // An owned transaction's COMMIT closes the descriptor anyway; a joined one keeps going.
+      if (!this.scope.ownsTransaction && !this.scope.isEnded) {
+        await this.scope.query("SELECT lo_close($1)", [this.fd]);
+      }
+      await this.scope.end();
+    } catch (err) {
+      await this.scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid: this.oid });
+    }
+  }
+
+  /**
+   * Closes the descriptor and rolls back an owned transaction: nothing written through this handle
+   * is kept. In a joined transaction rolling back is the caller's decision. Idempotent.
+   */
+  async abort(reason: unknown = new Error("aborted")): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.scope.ownsTransaction && !this.scope.isEnded) {
+      await this.scope.query("SELECT lo_close($1)", [this.fd]).catch(() => undefined);
+    }
+    await this.scope.end(reason).catch(() => undefined);
+  }
+
+  /** `await using` closes the handle (and commits an owned transaction). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Iterates over chunks from the current position to the end. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    for (;;) {
+      const chunk = await this.read();
+      if (chunk.length === 0) return;
+      yield chunk;
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed || this.scope.isEnded) {
+      throw new LargeObjectError("ERR_LO_CLOSED", `large object ${this.oid} is closed`, { oid: this.oid });
+    }
+  }
+
+  private assertCan(operation: "read" | "write"): void {
+    const allowed = operation === "read" ? this.mode === "r" || this.mode === "rw" : this.mode !== "r";
+    if (!allowed) {
+      throw new LargeObjectError("ERR_LO_MODE", `cannot ${operation} large object ${this.oid}: it was opened in mode "${this.mode}"`, {
+        oid: this.oid,
+      });
+    }
+  }
+
+  private async run<T>(task: (scope: TransactionScope) => Promise<T>): Promise<T> {
+    try {
+      return await task(this.scope);
+    } catch (err) {
+      throw toLargeObjectError(err, { oid: this.oid });
+    }
+  }
+}
+
+function toBuffer(data: unknown, oid: number): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `cannot write ${typeof data}: expected a Buffer, Uint8Array or string`, { oid });
+}
+
+/**
+ * Creates an object in `scope` and fills it from `data`: content of one piece in a single
+ * `lo_from_bytea`, anything longer through a write descriptor in 1 MiB pieces. In a joined
+ * transaction a failure unlinks the half-written object; an owned one is rolled back by the caller.
+ */
+export async function createOnScope(scope: TransactionScope, data?: LargeObjectContent | null): Promise<number> {
+  if (data === undefined || data === null) {
+    const rows = await scope.query<{ oid: number }>("SELECT lo_create(0) AS oid");
+    return rows[0]!.oid;
+  }
+  const whole = singlePiece(data, DEFAULT_CHUNK_SIZE);
+  if (whole !== undefined) {
+    const rows = await scope.query<{ oid: number }>("SELECT lo_from_bytea(0, $1) AS oid", [whole]);
+    return rows[0]!.oid;
+  }
+  let created: { oid: number; fd: number } | undefined;
+  try {
+    await forEachPiece(data, DEFAULT_CHUNK_SIZE, async (piece) => {
+      if (created === undefined) {
+        const rows = await scope.query<{ oid: number; fd: number }>(
+          "SELECT oid, lo_open(oid, $1) AS fd FROM (SELECT lo_create(0) AS oid OFFSET 0) AS created",
+          [INV_WRITE],
+        );
+        created = rows[0]!;
+      }
+      await scope.query("SELECT lowrite($1, $2)", [created.fd, piece]);
+    });
+  } catch (err) {
+    if (created !== undefined && !scope.ownsTransaction) {
+      await scope.query("SELECT lo_unlink($1)", [created.oid]).catch(() => undefined);
+    }
+    throw toLargeObjectError(err, { oid: created?.oid });
+  }
+  if (created === undefined) {
+    const rows = await scope.query<{ oid: number }>("SELECT lo_create(0) AS oid");
+    return rows[0]!.oid;
+  }
+  if (!scope.ownsTransaction) await scope.query("SELECT lo_close($1)", [created.fd]);
+  return created.oid;
+}
+

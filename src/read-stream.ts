@@ -1,0 +1,171 @@
+import { Readable } from "node:stream";
+import { to as copyTo } from "pg-copy-streams";
+import { LargeObjectError, toLargeObjectError } from "./errors";
+import { integerLiteral, toChunkSize, toOffset, type Offset } from "./arguments";
+import { ByteaCopyDecoder } from "./copy-decoder";
+import type { LargeObject } from "./large-object";
+
+/** Options of a large-object read stream. */
+export interface ReadStreamOptions {
+  /** First byte to read (default 0). */
+  start?: Offset;
+  /** Last byte to read, inclusive (default: the last byte of the object). */
+  end?: Offset;
+  /** Bytes the stream buffers before it stops reading from the server (default 1 MiB). */
+  highWaterMark?: number;
+  /** Close the handle (committing an owned transaction) at the end, abort it on error (default true). */
+  autoClose?: boolean;
+  /** Destroys the stream when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Bytes per `lo_get` call: one COPY row. */
+const PIECE_SIZE = 1024 * 1024;
+/**
+ * Bytes per COPY statement. A stream destroyed mid-window drains the rest of the window, so this
+ * bounds the work a destroy costs while keeping statements rare enough not to matter.
+ */
+const WINDOW_SIZE = 16 * PIECE_SIZE;
+
+type CopyStream = ReturnType<typeof copyTo>;
+
+/**
+ * Streams a byte range of a large object. Bytes travel through `COPY (SELECT lo_get(...)) TO STDOUT
+ * (FORMAT binary)`, which avoids the hex decoding of text results; backpressure pauses the socket.
+ *
+ * @example
+ * const stream = lo.createReadStream({ start: 1024 });
+ * for await (const chunk of stream) hash.update(chunk);
+ */
+export class LargeObjectReadStream extends Readable {
+  /** Bytes pushed so far. */
+  bytesRead = 0;
+  private position: number;
+  private endExclusive: number | undefined;
+  private readonly autoClose: boolean;
+  private copy: CopyStream | undefined;
+  private window: Promise<void> | undefined;
+  private completed = false;
+
+  constructor(
+    private readonly handle: LargeObject,
+    options: ReadStreamOptions = {},
+  ) {
+    const highWaterMark = options.highWaterMark === undefined ? PIECE_SIZE : toChunkSize(options.highWaterMark, "highWaterMark");
+    super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
+    this.autoClose = options.autoClose ?? true;
+    this.position = options.start === undefined ? 0 : toOffset(options.start, "start", handle.oid);
+    if (options.end !== undefined) {
+      const end = toOffset(options.end, "end", handle.oid);
+      if (end < this.position) {
+        throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `start (${this.position}) is after end (${end})`, {
+          oid: handle.oid,
+          offset: this.position,
+        });
+      }
+      this.endExclusive = end + 1;
+    }
+  }
+
+  /** The first byte after the range, once known (the object's size bounds it). */
+  get rangeEnd(): number | undefined {
+    return this.endExclusive;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    this.handle.size().then(
+      (size) => {
+        this.endExclusive = Math.min(this.endExclusive ?? size, size);
+        callback();
+      },
+      (err: unknown) => callback(toLargeObjectError(err, { oid: this.handle.oid })),
+    );
+  }
+
+  override _read(): void {
+    if (this.copy !== undefined) {
+      this.copy.resume();
+      return;
+    }
+    if (this.window === undefined) this.nextWindow();
+  }
+
+  private nextWindow(): void {
+    const from = this.position;
+    const until = Math.min(this.endExclusive!, from + WINDOW_SIZE);
+    if (from >= until) {
+      this.finish();
+      return;
+    }
+    const oid = this.handle.oid;
+    // COPY takes no parameters: every spliced value is an integer validated before this point.
+    const sql =
+      `COPY (SELECT lo_get(${integerLiteral(oid)}::oid, s, LEAST(${PIECE_SIZE}::int8, ${integerLiteral(until)}::int8 - s)::int4)` +
+      ` FROM generate_series(${integerLiteral(from)}::int8, ${integerLiteral(until - 1)}::int8, ${PIECE_SIZE}::int8) AS s)` +
+      " TO STDOUT (FORMAT binary)";
+    this.window = this.handle.scope
+      .exclusive((client) => this.runCopy(client.query(copyTo(sql))))
+      .then(
+        () => {
+          this.copy = undefined;
+          this.window = undefined;
+          this.position = until;
+          if (!this.destroyed) this.nextWindow();
+        },
+        (err: unknown) => {
+          this.copy = undefined;
+          this.window = undefined;
+          this.destroy(toLargeObjectError(err, { oid, offset: this.position + this.bytesRead }));
+        },
+      );
+  }
+
+  private runCopy(copy: CopyStream): Promise<void> {
+    this.copy = copy;
+    const decoder = new ByteaCopyDecoder((bytes) => {
+      if (this.destroyed) return;
+      this.bytesRead += bytes.length;
+      if (!this.push(bytes)) copy.pause();
+    });
+    return new Promise<void>((resolve, reject) => {
+      copy.on("data", (chunk: Buffer) => {
+        try {
+          decoder.write(chunk);
+        } catch (err) {
+          // The protocol is out of step: the connection cannot be trusted any more.
+          reject(new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${(err as Error).message}`, { cause: err }));
+        }
+      });
+      copy.on("end", () => (decoder.done || this.destroyed ? resolve() : reject(new Error("COPY output ended early"))));
+      copy.on("error", reject);
+    });
+  }
+
+  private finish(): void {
+    this.completed = true;
+    const done = this.autoClose ? this.handle.close() : Promise.resolve();
+    done.then(
+      () => this.push(null),
+      (err: unknown) => this.destroy(toLargeObjectError(err, { oid: this.handle.oid })),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const copy = this.copy;
+    const window = this.window;
+    // A COPY in progress must be read to its end before the connection can take another statement.
+    if (copy !== undefined) copy.resume();
+    const drained = window === undefined ? Promise.resolve() : window.catch(() => undefined);
+    drained
+      .then(() => {
+        if (!this.autoClose) return undefined;
+        return this.completed && error === null
+          ? this.handle.close()
+          : this.handle.abort(error ?? new Error("read stream destroyed"));
+      })
+      .then(
+        () => callback(error),
+        (closeError: unknown) => callback(error ?? toLargeObjectError(closeError, { oid: this.handle.oid })),
+      );
+  }
+}

@@ -1,0 +1,193 @@
+import type { DataSource, EntityManager, QueryRunner } from "typeorm";
+import type { Client, QueryResultRow } from "pg";
+import { LargeObjectError, isConnectionFailure, toLargeObjectError } from "./errors";
+
+/** Where large-object work runs: a data source, an entity manager, or a query runner. */
+export type LargeObjectSource = DataSource | EntityManager | QueryRunner;
+
+/** The pg client behind a TypeORM Postgres query runner. */
+export type PgClient = Client;
+
+interface ScopeOptions {
+  /** Open a transaction when the source has none (descriptors need one). */
+  transaction: boolean;
+  /** Read-only work gets REPEATABLE READ, so every statement of a stream sees one snapshot. */
+  readOnly?: boolean;
+}
+
+type Ownership = "joined" | "transaction" | "runner";
+
+function isQueryRunner(source: object): source is QueryRunner {
+  const s = source as Partial<QueryRunner>;
+  return typeof s.startTransaction === "function" && typeof s.release === "function";
+}
+
+function isEntityManager(source: object): source is EntityManager {
+  const s = source as Partial<EntityManager>;
+  return typeof s.transaction === "function" && typeof s.getRepository === "function" && "connection" in s;
+}
+
+function isDataSource(source: object): source is DataSource {
+  const s = source as Partial<DataSource>;
+  return typeof s.createQueryRunner === "function" && typeof s.initialize === "function";
+}
+
+/** The data source behind any accepted source, checked to be PostgreSQL. */
+export function dataSourceOf(source: LargeObjectSource): DataSource {
+  if (source === null || typeof source !== "object") {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", "expected a DataSource, EntityManager or QueryRunner");
+  }
+  let dataSource: DataSource | undefined;
+  if (isQueryRunner(source)) dataSource = source.connection;
+  else if (isEntityManager(source)) dataSource = source.connection;
+  else if (isDataSource(source)) dataSource = source;
+  if (dataSource === undefined) {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", "expected a DataSource, EntityManager or QueryRunner");
+  }
+  const type = dataSource.options.type;
+  if (type !== "postgres") {
+    throw new LargeObjectError(
+      "ERR_LO_NOT_POSTGRES",
+      `large objects need a PostgreSQL data source (type "postgres"), this one is "${String(type)}"`,
+    );
+  }
+  return dataSource;
+}
+
+const queueTails = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Runs `task` after every task queued before it on the same client. TypeORM runs subscriber hooks
+ * of one flush concurrently on one connection, and a pg client must not be given a second query
+ * while one is active, so every statement of ours goes through here.
+ */
+export function enqueue<T>(client: object, task: () => Promise<T>): Promise<T> {
+  const previous = queueTails.get(client) ?? Promise.resolve();
+  const result = previous.then(task, task);
+  queueTails.set(
+    client,
+    result.then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
+  return result;
+}
+
+/**
+ * A query runner with a transaction that is either the caller's (joined) or ours (owned). Owned
+ * transactions are committed or rolled back by `end()`, and a runner we created is always released.
+ */
+export class TransactionScope {
+  private ended = false;
+
+  private constructor(
+    readonly runner: QueryRunner,
+    readonly client: PgClient,
+    private readonly ownership: Ownership,
+    private readonly hasTransaction: boolean,
+  ) {}
+
+  /** Joins the source's transaction, or starts one (and a runner) of its own. */
+  static async begin(source: LargeObjectSource, options: ScopeOptions): Promise<TransactionScope> {
+    const dataSource = dataSourceOf(source);
+    let runner: QueryRunner;
+    let createdRunner = false;
+    if (isQueryRunner(source)) runner = source;
+    else if (isEntityManager(source) && source.queryRunner !== undefined) runner = source.queryRunner;
+    else {
+      runner = dataSource.createQueryRunner();
+      createdRunner = true;
+    }
+    if (runner.isReleased) {
+      throw new LargeObjectError("ERR_LO_TRANSACTION", "the query runner has already been released");
+    }
+    let client: PgClient;
+    try {
+      client = (await runner.connect()) as PgClient;
+      const joins = runner.isTransactionActive;
+      const starts = options.transaction && !joins;
+      if (starts) {
+        await enqueue(client, () => runner.startTransaction(options.readOnly ? "REPEATABLE READ" : undefined));
+      }
+      const ownership: Ownership = createdRunner ? "runner" : starts ? "transaction" : "joined";
+      return new TransactionScope(runner, client, ownership, joins || starts);
+    } catch (err) {
+      if (createdRunner) await releaseRunner(runner, err);
+      throw toLargeObjectError(err);
+    }
+  }
+
+  /** Whether this scope commits or rolls back itself (false when it joined the caller's transaction). */
+  get ownsTransaction(): boolean {
+    return this.ownership !== "joined" && this.hasTransaction;
+  }
+
+  /** Whether work runs inside a transaction, so descriptors stay valid between statements. */
+  get inTransaction(): boolean {
+    return this.hasTransaction;
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Runs one statement on the raw client: queued, and never through TypeORM's logger (payloads are large). */
+  async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
+    if (this.ended) throw new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended");
+    const result = await enqueue(this.client, () => this.client.query<R>(text, values));
+    return result.rows;
+  }
+
+  /** Runs a task that needs the client to itself (such as a COPY) after the queued work. */
+  exclusive<T>(task: (client: PgClient) => Promise<T>): Promise<T> {
+    if (this.ended) {
+      return Promise.reject(new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended"));
+    }
+    return enqueue(this.client, () => task(this.client));
+  }
+
+  /**
+   * Ends the scope: commits an owned transaction, or rolls it back when `error` is given, then
+   * releases a runner we created. Joined transactions are left to the caller. Idempotent.
+   */
+  async end(error?: unknown): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const runner = this.runner;
+    let failure: unknown;
+    if (this.ownsTransaction && runner.isTransactionActive && !runner.isReleased) {
+      try {
+        if (error === undefined) await enqueue(this.client, () => runner.commitTransaction());
+        else await enqueue(this.client, () => runner.rollbackTransaction());
+      } catch (err) {
+        failure = err;
+        if (error === undefined) {
+          // A failed COMMIT leaves the transaction aborted: roll back so the session is clean.
+          await enqueue(this.client, () => runner.rollbackTransaction()).catch(() => undefined);
+        }
+      }
+    }
+    if (this.ownership === "runner") {
+      await releaseRunner(runner, failure ?? error);
+    }
+    if (failure !== undefined && error === undefined) throw toLargeObjectError(failure);
+  }
+}
+
+/** Releases a runner, handing connection failures to the pool so it drops that client. */
+async function releaseRunner(runner: QueryRunner, error: unknown): Promise<void> {
+  if (runner.isReleased) return;
+  const broken = error !== undefined && isConnectionFailure(error);
+  const withError = (runner as unknown as { releasePostgresConnection?: (err?: unknown) => Promise<void> })
+    .releasePostgresConnection;
+  if (broken && typeof withError === "function") {
+    await withError.call(runner, error);
+    return;
+  }
+  if (runner.isTransactionActive) {
+    // Never hand a connection back inside a transaction.
+    await runner.rollbackTransaction().catch(() => undefined);
+  }
+  await runner.release();
+}

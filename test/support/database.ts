@@ -1,0 +1,74 @@
+import "reflect-metadata";
+import { DataSource, type DataSourceOptions } from "typeorm";
+
+export const WORKER_DATABASE_PREFIX = "tlo_test_";
+
+/** The URL of this jest worker's own database. */
+export function databaseUrl(): string {
+  const base = process.env.DATABASE_URL;
+  if (!base) throw new Error("DATABASE_URL is not set: the jest globalSetup sets it");
+  if (process.env.TLO_TEST_SHARED_DATABASE) return base;
+  const url = new URL(base);
+  url.pathname = `/${WORKER_DATABASE_PREFIX}${process.env.JEST_WORKER_ID ?? "1"}`;
+  return url.toString();
+}
+
+type Extra = Partial<Omit<DataSourceOptions, "type">> & { poolSize?: number };
+
+/** A DataSource on this worker's database (not yet initialised). */
+export function makeDataSource(options: Extra = {}): DataSource {
+  return new DataSource({ type: "postgres", url: databaseUrl(), ...options } as DataSourceOptions);
+}
+
+/** An initialised DataSource on this worker's database. */
+export async function openDataSource(options: Extra = {}): Promise<DataSource> {
+  return makeDataSource(options).initialize();
+}
+
+/** How many large objects exist in the database. */
+export async function countObjects(ds: DataSource): Promise<number> {
+  const rows: { n: string }[] = await ds.query("SELECT count(*) AS n FROM pg_largeobject_metadata");
+  return Number(rows[0]!.n);
+}
+
+/** Whether one object exists. */
+export async function objectExists(ds: DataSource, oid: number): Promise<boolean> {
+  const rows: { found: boolean }[] = await ds.query(
+    "SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE oid = $1) AS found",
+    [oid],
+  );
+  return rows[0]!.found;
+}
+
+/** An object's bytes, read with the server's stateless lo_get. */
+export async function objectBytes(ds: DataSource, oid: number): Promise<Buffer> {
+  const rows: { data: Buffer }[] = await ds.query("SELECT lo_get($1) AS data", [oid]);
+  return rows[0]!.data;
+}
+
+/** Sessions of this database (other than ours) left idle in a transaction. */
+export async function idleInTransaction(ds: DataSource): Promise<number> {
+  const rows: { n: string }[] = await ds.query(
+    `SELECT count(*) AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'`,
+  );
+  return Number(rows[0]!.n);
+}
+
+/** Unlinks every large object in this worker's database (tests start from none). */
+export async function unlinkAll(ds: DataSource): Promise<void> {
+  await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata");
+}
+
+/** Deterministic pseudo-random bytes, so a failure can be reproduced. */
+export function randomBytes(length: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i += 1) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

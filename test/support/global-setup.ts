@@ -1,0 +1,79 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "pg";
+import { startEmbeddedPostgres } from "../../scripts/embedded-postgres";
+import { WORKER_DATABASE_PREFIX } from "./database";
+
+type Stop = () => Promise<void>;
+const globals = globalThis as { __tloStop?: Stop };
+
+async function reachable(url: string): Promise<void> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  await client.end();
+}
+
+function hasPgVariables(): boolean {
+  return ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE"].some((name) => process.env[name] !== undefined);
+}
+
+/** Finds a PostgreSQL for the tests: DATABASE_URL/PG*, then Docker (testcontainers), then embedded-postgres. */
+async function findDatabase(): Promise<{ url: string; how: string; stop?: Stop }> {
+  const tried: string[] = [];
+  if (process.env.DATABASE_URL || hasPgVariables()) {
+    const url = process.env.DATABASE_URL ?? "";
+    try {
+      await reachable(url);
+      return { url, how: process.env.DATABASE_URL ? "DATABASE_URL" : "PG* variables" };
+    } catch (err) {
+      throw new Error(`The database named by DATABASE_URL/PG* is not reachable: ${(err as Error).message}`);
+    }
+  }
+  tried.push("no DATABASE_URL or PG* variables");
+  try {
+    const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
+    const container = await new PostgreSqlContainer("postgres:16-alpine").start();
+    return { url: container.getConnectionUri(), how: "a Docker container (testcontainers)", stop: async () => void (await container.stop()) };
+  } catch (err) {
+    tried.push(`Docker: ${(err as Error).message.split("\n")[0]}`);
+  }
+  try {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "tlo-test-pg-"));
+    chmodSync(dir, 0o755); // the server may run as another user (postgres, when we are root)
+    const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), persistent: false });
+    const stop = async (): Promise<void> => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    };
+    return { url: server.url, how: `embedded-postgres on port ${server.port}`, stop };
+  } catch (err) {
+    tried.push(`embedded-postgres: ${(err as Error).message.split("\n")[0]}`);
+  }
+  throw new Error(`No PostgreSQL for the tests. Tried: ${tried.join("; ")}. Set DATABASE_URL to a database you can use.`);
+}
+
+export default async function globalSetup(globalConfig: { maxWorkers: number }): Promise<void> {
+  const found = await findDatabase();
+  globals.__tloStop = found.stop;
+  process.env.DATABASE_URL = found.url;
+  // One database per jest worker: large objects are per database, so files running side by side
+  // cannot see each other's objects.
+  const admin = new Client({ connectionString: found.url });
+  await admin.connect();
+  let isolated = true;
+  try {
+    for (let worker = 1; worker <= Math.max(1, globalConfig.maxWorkers); worker += 1) {
+      const name = `${WORKER_DATABASE_PREFIX}${worker}`;
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE "${name}"`);
+    }
+  } catch (err) {
+    isolated = false;
+    process.env.TLO_TEST_SHARED_DATABASE = "1";
+    console.log(`(cannot create per-worker databases: ${(err as Error).message}; tests share one database)`);
+  } finally {
+    await admin.end();
+  }
+  console.log(`\nPostgreSQL for tests: ${found.how}${isolated ? ", one database per worker" : ""}`);
+}
