@@ -109,6 +109,8 @@ export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorD
       return new LargeObjectError("ERR_LO_NOT_FOUND", message, withCause);
     case "42501": // insufficient_privilege
       return new LargeObjectError("ERR_LO_PERMISSION_DENIED", message, withCause);
+    case "22023": // invalid_parameter_value: "invalid large object seek target", truncation target
+      return new LargeObjectError("ERR_LO_INVALID_ARGUMENT", message, withCause);
     case "57014": // query_canceled (statement_timeout)
     case "55P03": // lock_not_available (lock_timeout, NOWAIT)
     case "25P03": // idle_in_transaction_session_timeout

@@ -49,6 +49,7 @@ function toMode(mode: unknown): LargeObjectMode {
  */
 export class LargeObject {
   private closed = false;
+  private closing: Promise<void> | undefined;
   private readonly chunkSize: number;
 
   private constructor(
@@ -226,7 +227,9 @@ export class LargeObject {
    */
   async seek(offset: Offset, whence: Whence = "set"): Promise<number> {
     this.assertOpen();
-    const from = WHENCE[String(whence)];
+    const key = String(whence);
+    // hasOwn: "toString" and friends must not be found on Object.prototype.
+    const from = Object.hasOwn(WHENCE, key) ? WHENCE[key] : undefined;
     if (from === undefined) {
       throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `unknown whence ${JSON.stringify(whence)}: use "set", "cur" or "end"`, { oid: this.oid });
     }
@@ -307,34 +310,39 @@ export class LargeObject {
 
   /**
    * Closes the descriptor and commits an owned transaction. Never truncates or changes data.
-   * Idempotent.
+   * Idempotent: every call returns the same promise, settled once the commit is done.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown(undefined);
+    return this.closing;
+  }
+
+  /**
+   * Closes the descriptor and rolls back an owned transaction: nothing written through this handle
+   * is kept. In a joined transaction rolling back is the caller's decision. Idempotent; after
+   * `close()` has begun it only waits for it.
+   */
+  abort(reason: unknown = new Error("aborted")): Promise<void> {
+    this.closing ??= this.shutdown(reason);
+    return this.closing.catch(() => undefined);
+  }
+
+  private async shutdown(abortReason: unknown): Promise<void> {
     this.closed = true;
+    // An owned transaction's COMMIT or ROLLBACK closes the descriptor anyway; a joined one keeps going.
+    const closeDescriptor = !this.scope.ownsTransaction && !this.scope.isEnded;
+    if (abortReason !== undefined) {
+      if (closeDescriptor) await this.scope.query("SELECT lo_close($1)", [this.fd]).catch(() => undefined);
+      await this.scope.end(abortReason).catch(() => undefined);
+      return;
+    }
     try {
-      // An owned transaction's COMMIT closes the descriptor anyway; a joined one keeps going.
-      if (!this.scope.ownsTransaction && !this.scope.isEnded) {
-        await this.scope.query("SELECT lo_close($1)", [this.fd]);
-      }
+      if (closeDescriptor) await this.scope.query("SELECT lo_close($1)", [this.fd]);
       await this.scope.end();
     } catch (err) {
       await this.scope.end(err).catch(() => undefined);
       throw toLargeObjectError(err, { oid: this.oid });
     }
-  }
-
-  /**
-   * Closes the descriptor and rolls back an owned transaction: nothing written through this handle
-   * is kept. In a joined transaction rolling back is the caller's decision. Idempotent.
-   */
-  async abort(reason: unknown = new Error("aborted")): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (!this.scope.ownsTransaction && !this.scope.isEnded) {
-      await this.scope.query("SELECT lo_close($1)", [this.fd]).catch(() => undefined);
-    }
-    await this.scope.end(reason).catch(() => undefined);
   }
 
   /** `await using` closes the handle (and commits an owned transaction). */

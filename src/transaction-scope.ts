@@ -80,12 +80,15 @@ export function enqueue<T>(client: object, task: () => Promise<T>): Promise<T> {
  */
 export class TransactionScope {
   private ended = false;
+  /** The first statement that failed inside the transaction: PostgreSQL has aborted it since. */
+  private failure: unknown;
 
   private constructor(
     readonly runner: QueryRunner,
     readonly client: PgClient,
     private readonly ownership: Ownership,
     private readonly hasTransaction: boolean,
+    private readonly readOnly: boolean,
   ) {}
 
   /** Joins the source's transaction, or starts one (and a runner) of its own. */
@@ -111,7 +114,7 @@ export class TransactionScope {
         await enqueue(client, () => runner.startTransaction(options.readOnly ? "REPEATABLE READ" : undefined));
       }
       const ownership: Ownership = createdRunner ? "runner" : starts ? "transaction" : "joined";
-      return new TransactionScope(runner, client, ownership, joins || starts);
+      return new TransactionScope(runner, client, ownership, joins || starts, options.readOnly === true);
     } catch (err) {
       if (createdRunner) await releaseRunner(runner, err);
       throw toLargeObjectError(err);
@@ -135,7 +138,9 @@ export class TransactionScope {
   /** Runs one statement on the raw client: queued, and never through TypeORM's logger (payloads are large). */
   async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
     if (this.ended) throw new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended");
-    const result = await enqueue(this.client, () => this.client.query<R>(text, values));
+    const result = await enqueue(this.client, () => this.client.query<R>(text, values)).catch((err: unknown) =>
+      this.failed(err),
+    );
     return result.rows;
   }
 
@@ -144,7 +149,12 @@ export class TransactionScope {
     if (this.ended) {
       return Promise.reject(new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended"));
     }
-    return enqueue(this.client, () => task(this.client));
+    return enqueue(this.client, () => task(this.client)).catch((err: unknown) => this.failed(err));
+  }
+
+  private failed(err: unknown): never {
+    if (this.hasTransaction && this.failure === undefined) this.failure = err;
+    throw err;
   }
 
   /**
@@ -156,6 +166,9 @@ export class TransactionScope {
     this.ended = true;
     const runner = this.runner;
     let failure: unknown;
+    // PostgreSQL answers COMMIT of an aborted transaction with a silent ROLLBACK: say so instead.
+    const aborted = error === undefined && this.ownsTransaction ? this.failure : undefined;
+    if (aborted !== undefined) error = aborted;
     if (this.ownsTransaction && runner.isTransactionActive && !runner.isReleased) {
       try {
         if (error === undefined) await enqueue(this.client, () => runner.commitTransaction());
@@ -172,7 +185,19 @@ export class TransactionScope {
       await releaseRunner(runner, failure ?? error);
     }
     if (failure !== undefined && error === undefined) throw toLargeObjectError(failure);
+    if (aborted !== undefined && !this.readOnly) {
+      if (isConnectionFailure(aborted)) throw toLargeObjectError(aborted);
+      throw new LargeObjectError(
+        "ERR_LO_TRANSACTION",
+        `nothing was committed: an earlier statement failed and PostgreSQL aborted the transaction (${errorMessage(aborted)})`,
+        { cause: aborted },
+      );
+    }
   }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Releases a runner, handing connection failures to the pool so it drops that client. */
