@@ -43,9 +43,9 @@ export function toOid(value: unknown): number {
 }
 
 /** Validates a positive chunk or buffer size. */
-export function toChunkSize(value: unknown, name: string): number {
+export function toChunkSize(value: unknown, name: string, oid?: number): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0 || value > 1024 ** 3) {
-    throw invalidArgument(`${name} must be an integer between 1 and 1 GiB, got ${String(value)}`);
+    throw invalidArgument(`${name} must be an integer between 1 and 1 GiB, got ${String(value)}`, { oid });
   }
   return value;
 }

@@ -41,6 +41,7 @@ export class LargeObjectReadStream extends Readable {
   /** Bytes pushed so far. */
   bytesRead = 0;
   private position: number;
+  private readonly start: number;
   private endExclusive: number | undefined;
   private readonly autoClose: boolean;
   private copy: CopyStream | undefined;
@@ -51,10 +52,11 @@ export class LargeObjectReadStream extends Readable {
     private readonly handle: LargeObject,
     options: ReadStreamOptions = {},
   ) {
-    const highWaterMark = options.highWaterMark === undefined ? PIECE_SIZE : toChunkSize(options.highWaterMark, "highWaterMark");
+    const highWaterMark = options.highWaterMark === undefined ? PIECE_SIZE : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
     this.autoClose = options.autoClose ?? true;
     this.position = options.start === undefined ? 0 : toOffset(options.start, "start", handle.oid);
+    this.start = this.position;
     if (options.end !== undefined) {
       const end = toOffset(options.end, "end", handle.oid);
       if (end < this.position) {
@@ -115,7 +117,7 @@ export class LargeObjectReadStream extends Readable {
         (err: unknown) => {
           this.copy = undefined;
           this.window = undefined;
-          this.destroy(toLargeObjectError(err, { oid, offset: this.position + this.bytesRead }));
+          this.destroy(toLargeObjectError(err, { oid, offset: this.start + this.bytesRead }));
         },
       );
   }

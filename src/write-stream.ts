@@ -34,8 +34,8 @@ export class LargeObjectWriteStream extends Writable {
     private readonly handle: LargeObject,
     options: WriteStreamOptions = {},
   ) {
-    const chunkSize = options.chunkSize === undefined ? 1024 * 1024 : toChunkSize(options.chunkSize, "chunkSize");
-    const highWaterMark = options.highWaterMark === undefined ? chunkSize : toChunkSize(options.highWaterMark, "highWaterMark");
+    const chunkSize = options.chunkSize === undefined ? 1024 * 1024 : toChunkSize(options.chunkSize, "chunkSize", handle.oid);
+    const highWaterMark = options.highWaterMark === undefined ? chunkSize : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
     this.rechunker = new Rechunker(chunkSize);
     this.autoClose = options.autoClose ?? true;

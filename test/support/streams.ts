@@ -37,3 +37,21 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   }
   throw new Error("expected a rejection");
 }
+
+/** Resolves when `stream` has emitted 'close', with the error it was destroyed with, if any. */
+export function closed(stream: NodeJS.EventEmitter): Promise<unknown> {
+  return new Promise((resolve) => {
+    let error: unknown;
+    stream.on("error", (err: unknown) => (error = err));
+    stream.on("close", () => resolve(error));
+  });
+}
+
+/** Rejects when `promise` takes longer than `ms`: a leaked connection shows up as a hang. */
+export function within<T>(ms: number, promise: Promise<T>, what = "the operation"): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,143 @@
+import type { DataSource } from "typeorm";
+import { LargeObject } from "../../src/large-object";
+import { countObjects, idleInTransaction, objectBytes, objectExists, openDataSource, unlinkAll } from "../support/database";
+import { checkedOut } from "../support/pool";
+import { drain, rejection } from "../support/streams";
+
+let ds: DataSource;
+beforeAll(async () => {
+  ds = await openDataSource();
+});
+afterEach(async () => {
+  expect(await idleInTransaction(ds)).toBe(0);
+  expect(checkedOut(ds)).toBe(0);
+  await unlinkAll(ds);
+});
+afterAll(async () => {
+  await ds.destroy();
+});
+
+test("a QueryRunner's transaction is joined: close() commits nothing, the caller's rollback leaves no object", async () => {
+  const runner = ds.createQueryRunner();
+  await runner.startTransaction();
+  try {
+    const oid = await LargeObject.create(runner, { data: "inside" });
+    const lo = await LargeObject.open(runner, oid, "a");
+    await lo.write(" and more");
+    await lo.close();
+    expect(runner.isTransactionActive).toBe(true);
+    // Visible inside the transaction, not outside it.
+    expect(await LargeObject.exists(runner, oid)).toBe(true);
+    expect(await objectExists(ds, oid)).toBe(false);
+    const again = await LargeObject.open(runner, oid, "r");
+    expect((await drain(again.createReadStream())).toString()).toBe("inside and more");
+    expect(runner.isTransactionActive).toBe(true);
+    await runner.rollbackTransaction();
+    expect(await objectExists(ds, oid)).toBe(false);
+  } finally {
+    await runner.release();
+  }
+  expect(await countObjects(ds)).toBe(0);
+});
+
+test("a QueryRunner's transaction that commits keeps the object", async () => {
+  const runner = ds.createQueryRunner();
+  await runner.startTransaction();
+  let oid: number;
+  try {
+    oid = await LargeObject.create(runner);
+    const lo = await LargeObject.open(runner, oid, "w");
+    const stream = lo.createWriteStream();
+    stream.end(Buffer.from("streamed"));
+    await new Promise((resolve, reject) => stream.on("finish", resolve).on("error", reject));
+    await runner.commitTransaction();
+  } finally {
+    await runner.release();
+  }
+  expect((await objectBytes(ds, oid)).toString()).toBe("streamed");
+});
+
+test("dataSource.transaction(manager => ...) is joined, and its rollback leaves no object", async () => {
+  let created = 0;
+  const err = await rejection(
+    ds.transaction(async (manager) => {
+      created = await LargeObject.create(manager, { data: Buffer.alloc(3 * 1024 * 1024, 1) });
+      const lo = await LargeObject.open(manager, created, "rw");
+      await lo.seek(0, "end");
+      await lo.write("tail");
+      await lo.close();
+      expect(await LargeObject.exists(manager, created)).toBe(true);
+      throw new Error("roll it back");
+    }),
+  );
+  expect(err).toMatchObject({ message: "roll it back" });
+  expect(created).toBeGreaterThan(0);
+  expect(await objectExists(ds, created)).toBe(false);
+});
+
+test("dataSource.transaction(manager => ...) that succeeds commits the object with it", async () => {
+  const oid = await ds.transaction(async (manager) => {
+    const created = await LargeObject.create(manager, { data: "kept" });
+    await LargeObject.unlink(manager, created);
+    return LargeObject.create(manager, { data: "kept too" });
+  });
+  expect((await objectBytes(ds, oid)).toString()).toBe("kept too");
+  expect(await countObjects(ds)).toBe(1);
+});
+
+test("an unlink in a rolled-back transaction leaves the object", async () => {
+  const oid = await LargeObject.create(ds, { data: "survivor" });
+  await rejection(
+    ds.transaction(async (manager) => {
+      await LargeObject.unlink(manager, oid);
+      expect(await LargeObject.exists(manager, oid)).toBe(false);
+      throw new Error("undo");
+    }),
+  );
+  expect((await objectBytes(ds, oid)).toString()).toBe("survivor");
+});
+
+test("a runner without a transaction: the handle owns one on it, commits on close, and leaves the runner to the caller", async () => {
+  const oid = await LargeObject.create(ds, { data: "0123" });
+  const runner = ds.createQueryRunner();
+  try {
+    const lo = await LargeObject.open(runner, oid, "w");
+    expect(runner.isTransactionActive).toBe(true);
+    await lo.write("ab");
+    await lo.close();
+    expect(runner.isTransactionActive).toBe(false);
+    expect(runner.isReleased).toBe(false);
+    expect((await objectBytes(ds, oid)).toString()).toBe("ab23");
+    // abort() rolls back what the handle wrote.
+    const rolledBack = await LargeObject.open(runner, oid, "w");
+    await rolledBack.write("XX");
+    await rolledBack.abort();
+    expect(runner.isTransactionActive).toBe(false);
+    expect((await objectBytes(ds, oid)).toString()).toBe("ab23");
+  } finally {
+    await runner.release();
+  }
+});
+
+test("a DataSource: create commits object and content together, and each handle releases its runner", async () => {
+  const oid = await LargeObject.create(ds, { data: "fresh" });
+  expect((await objectBytes(ds, oid)).toString()).toBe("fresh");
+  const lo = await LargeObject.open(ds.manager, oid, "rw");
+  expect(checkedOut(ds)).toBe(1);
+  await lo.write("F");
+  expect((await objectBytes(ds, oid)).toString()).toBe("fresh");
+  await lo.close();
+  expect(checkedOut(ds)).toBe(0);
+  expect((await objectBytes(ds, oid)).toString()).toBe("Fresh");
+});
+
+test("a read handle of its own sees one snapshot for its whole life", async () => {
+  const oid = await LargeObject.create(ds, { data: "first version" });
+  const reader = await LargeObject.open(ds, oid, "r");
+  const writer = await LargeObject.open(ds, oid, "w");
+  await writer.write("FIRST");
+  await writer.close();
+  expect((await reader.read(100)).toString()).toBe("first version");
+  expect((await drain(reader.createReadStream())).toString()).toBe("first version");
+  expect((await objectBytes(ds, oid)).toString()).toBe("FIRST version");
+});
