@@ -9,7 +9,8 @@ export function databaseUrl(): string {
   if (!base) throw new Error("DATABASE_URL is not set: the jest globalSetup sets it");
   if (process.env.TLO_TEST_SHARED_DATABASE) return base;
   const url = new URL(base);
-  url.pathname = `/${WORKER_DATABASE_PREFIX}${process.env.JEST_WORKER_ID ?? "1"}`;
+  const prefix = process.env.TLO_TEST_DATABASE_PREFIX ?? WORKER_DATABASE_PREFIX;
+  url.pathname = `/${prefix}${process.env.JEST_WORKER_ID ?? "1"}`;
   return url.toString();
 }
 

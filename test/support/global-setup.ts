@@ -53,20 +53,41 @@ async function findDatabase(): Promise<{ url: string; how: string; stop?: Stop }
   throw new Error(`No PostgreSQL for the tests. Tried: ${tried.join("; ")}. Set DATABASE_URL to a database you can use.`);
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Drops the databases of earlier runs whose process is gone. */
+async function dropStaleDatabases(admin: Client): Promise<void> {
+  const { rows } = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [
+    `${WORKER_DATABASE_PREFIX}%`,
+  ]);
+  for (const { datname } of rows) {
+    const pid = Number(/^tlo_test_(\d+)_/.exec(datname)?.[1]);
+    if (!pid || !alive(pid)) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+  }
+}
+
 export default async function globalSetup(globalConfig: { maxWorkers: number }): Promise<void> {
   const found = await findDatabase();
   globals.__tloStop = found.stop;
   process.env.DATABASE_URL = found.url;
-  // One database per jest worker: large objects are per database, so files running side by side
-  // cannot see each other's objects.
+  // One database per jest worker and per run: large objects are per database, so files running
+  // side by side cannot see each other's objects, and two test runs at once cannot collide.
+  const prefix = `${WORKER_DATABASE_PREFIX}${process.pid}_`;
+  process.env.TLO_TEST_DATABASE_PREFIX = prefix;
   const admin = new Client({ connectionString: found.url });
   await admin.connect();
   let isolated = true;
   try {
+    await dropStaleDatabases(admin);
     for (let worker = 1; worker <= Math.max(1, globalConfig.maxWorkers); worker += 1) {
-      const name = `${WORKER_DATABASE_PREFIX}${worker}`;
-      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      await admin.query(`CREATE DATABASE "${name}"`);
+      await admin.query(`CREATE DATABASE "${prefix}${worker}"`);
     }
   } catch (err) {
     isolated = false;

@@ -1,4 +1,19 @@
+import { Client } from "pg";
+
+/** Drops this run's databases and stops a server the setup started. */
 export default async function globalTeardown(): Promise<void> {
+  const prefix = process.env.TLO_TEST_DATABASE_PREFIX;
+  const url = process.env.DATABASE_URL;
+  if (prefix && url && !process.env.TLO_TEST_SHARED_DATABASE) {
+    const admin = new Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [prefix]);
+      for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    } finally {
+      await admin.end();
+    }
+  }
   const stop = (globalThis as { __tloStop?: () => Promise<void> }).__tloStop;
   if (stop) await stop();
 }
