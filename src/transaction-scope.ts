@@ -57,6 +57,27 @@ export function dataSourceOf(source: LargeObjectSource): DataSource {
 const queueTails = new WeakMap<object, Promise<unknown>>();
 
 /**
+ * Per client, how many times the server has reported "idle, no transaction" (ReadyForQuery 'I').
+ * A change means the transaction a descriptor belongs to is over, whoever ended it; its descriptor
+ * number may already belong to a handle of the next transaction.
+ */
+const transactionEnds = new WeakMap<object, { count: number }>();
+
+function transactionEndCounter(client: PgClient): { count: number } | undefined {
+  const known = transactionEnds.get(client);
+  if (known !== undefined) return known;
+  const connection = (client as unknown as { connection?: { on?: unknown } }).connection;
+  // pg-native clients have no protocol connection to watch.
+  if (connection === undefined || typeof connection.on !== "function") return undefined;
+  const created = { count: 0 };
+  (connection as { on(event: string, listener: (msg: { status?: string }) => void): void }).on("readyForQuery", (msg) => {
+    if (msg.status === "I") created.count += 1;
+  });
+  transactionEnds.set(client, created);
+  return created;
+}
+
+/**
  * Runs `task` after every task queued before it on the same client. TypeORM runs subscriber hooks
  * of one flush concurrently on one connection, and a pg client must not be given a second query
  * while one is active, so every statement of ours goes through here.
@@ -82,6 +103,8 @@ export class TransactionScope {
   private ended = false;
   /** The first statement that failed inside the transaction: PostgreSQL has aborted it since. */
   private failure: unknown;
+  private readonly endCounter: { count: number } | undefined;
+  private readonly endsAtStart: number;
 
   private constructor(
     readonly runner: QueryRunner,
@@ -89,7 +112,10 @@ export class TransactionScope {
     private readonly ownership: Ownership,
     private readonly hasTransaction: boolean,
     private readonly readOnly: boolean,
-  ) {}
+  ) {
+    this.endCounter = hasTransaction ? transactionEndCounter(client) : undefined;
+    this.endsAtStart = this.endCounter?.count ?? 0;
+  }
 
   /** Joins the source's transaction, or starts one (and a runner) of its own. */
   static async begin(source: LargeObjectSource, options: ScopeOptions): Promise<TransactionScope> {
@@ -131,29 +157,49 @@ export class TransactionScope {
     return this.hasTransaction;
   }
 
+  /** Whether the scope has ended, or the transaction it lived in was ended by someone else. */
   get isEnded(): boolean {
-    return this.ended;
+    return this.ended || this.transactionIsOver();
+  }
+
+  private transactionIsOver(): boolean {
+    return this.endCounter !== undefined && this.endCounter.count !== this.endsAtStart;
+  }
+
+  private assertLive(): void {
+    if (this.ended) throw new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended");
+    if (this.transactionIsOver()) {
+      throw new LargeObjectError("ERR_LO_CLOSED", "the transaction this large object was opened in has ended");
+    }
   }
 
   /** Runs one statement on the raw client: queued, and never through TypeORM's logger (payloads are large). */
   async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
-    if (this.ended) throw new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended");
-    const result = await enqueue(this.client, () => this.client.query<R>(text, values)).catch((err: unknown) =>
-      this.failed(err),
-    );
+    this.assertLive();
+    // Checked again when the statement's turn comes: the transaction may end while it waits.
+    const result = await enqueue(this.client, () => {
+      this.assertLive();
+      return this.client.query<R>(text, values);
+    }).catch((err: unknown) => this.failed(err));
     return result.rows;
   }
 
   /** Runs a task that needs the client to itself (such as a COPY) after the queued work. */
   exclusive<T>(task: (client: PgClient) => Promise<T>): Promise<T> {
-    if (this.ended) {
-      return Promise.reject(new LargeObjectError("ERR_LO_CLOSED", "the large-object transaction has already ended"));
+    try {
+      this.assertLive();
+    } catch (err) {
+      return Promise.reject(err);
     }
-    return enqueue(this.client, () => task(this.client)).catch((err: unknown) => this.failed(err));
+    return enqueue(this.client, () => {
+      this.assertLive();
+      return task(this.client);
+    }).catch((err: unknown) => this.failed(err));
   }
 
   private failed(err: unknown): never {
-    if (this.hasTransaction && this.failure === undefined) this.failure = err;
+    const refused = err instanceof LargeObjectError && err.code === "ERR_LO_CLOSED";
+    if (this.hasTransaction && this.failure === undefined && !refused) this.failure = err;
     throw err;
   }
 

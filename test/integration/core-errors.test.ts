@@ -1,4 +1,4 @@
-import { DataSource } from "typeorm";
+import { DataSource, type DataSourceOptions } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { LargeObjectError } from "../../src/errors";
 import { databaseUrl, idleInTransaction, openDataSource, unlinkAll } from "../support/database";
@@ -109,7 +109,7 @@ test("ERR_LO_INVALID_ARGUMENT: bad oids, modes, offsets and sizes, before any st
 test("ERR_LO_NOT_POSTGRES: a data source of another driver, its manager and its runner", async () => {
   // CockroachDB speaks the PostgreSQL protocol through pg but has no large objects; the DataSource
   // is never initialised, so nothing connects.
-  const other = new DataSource({ type: "cockroachdb", url: databaseUrl() });
+  const other = new DataSource({ type: "cockroachdb", url: databaseUrl() } as DataSourceOptions);
   const sources = [other, other.manager, other.createQueryRunner()];
   for (const source of sources) {
     expect(await rejection(LargeObject.create(source))).toMatchObject({ code: "ERR_LO_NOT_POSTGRES" });

@@ -1,4 +1,4 @@
-import type { DataSource } from "typeorm";
+import { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { databaseUrl, idleInTransaction, objectBytes, openDataSource, unlinkAll } from "../support/database";
 import { checkedOut } from "../support/pool";
@@ -17,7 +17,7 @@ beforeAll(async () => {
   const url = new URL(databaseUrl());
   url.username = role;
   url.password = "";
-  reader = await openDataSource({ url: url.toString() });
+  reader = await new DataSource({ type: "postgres", url: url.toString() }).initialize();
   owned = await LargeObject.create(admin, { data: "owned by postgres" });
 });
 afterEach(async () => {
