@@ -130,3 +130,15 @@ test("close() after a failed statement rolls back and says nothing was committed
   expect((await objectBytes(ds, oid)).toString()).toBe("0123456789");
   expect(await rejection(lo.read(1))).toMatchObject({ code: "ERR_LO_CLOSED" });
 });
+
+test("a read stream of an 'rw' handle sees the handle's own uncommitted writes, and commits them at its end", async () => {
+  const oid = await LargeObject.create(ds, { data: "0123456789" });
+  const lo = await LargeObject.open(ds, oid, "rw");
+  await lo.seek(0, "end");
+  await lo.write("abc");
+  const chunks: Buffer[] = [];
+  for await (const chunk of lo.createReadStream({ start: 8 })) chunks.push(chunk as Buffer);
+  expect(Buffer.concat(chunks).toString()).toBe("89abc");
+  expect(lo.isClosed).toBe(true);
+  expect((await objectBytes(ds, oid)).toString()).toBe("0123456789abc");
+});

@@ -141,3 +141,17 @@ test("a read handle of its own sees one snapshot for its whole life", async () =
   expect((await drain(reader.createReadStream())).toString()).toBe("first version");
   expect((await objectBytes(ds, oid)).toString()).toBe("FIRST version");
 });
+
+test("in a joined transaction, a create whose source fails unlinks its half-written object and the transaction goes on", async () => {
+  async function* failing(): AsyncGenerator<Buffer> {
+    yield Buffer.alloc(2 * 1024 * 1024, 1);
+    throw new Error("source failed");
+  }
+  const kept = await ds.transaction(async (manager) => {
+    const err = await rejection(LargeObject.create(manager, { data: failing() }));
+    expect(err).toMatchObject({ message: "source failed" });
+    return LargeObject.create(manager, { data: "kept" });
+  });
+  expect(await countObjects(ds)).toBe(1);
+  expect((await objectBytes(ds, kept)).toString()).toBe("kept");
+});
