@@ -134,11 +134,14 @@ export class TransactionScope {
     let client: PgClient;
     try {
       client = (await runner.connect()) as PgClient;
-      const joins = runner.isTransactionActive;
-      const starts = options.transaction && !joins;
-      if (starts) {
-        await enqueue(client, () => runner.startTransaction(options.readOnly ? "REPEATABLE READ" : undefined));
-      }
+      // Decided in the queue, so that concurrent calls on one runner without a transaction share
+      // the one the first of them starts, instead of each nesting a savepoint of its own.
+      const { joins, starts } = await enqueue(client, async () => {
+        if (runner.isTransactionActive) return { joins: true, starts: false };
+        if (!options.transaction) return { joins: false, starts: false };
+        await runner.startTransaction(options.readOnly ? "REPEATABLE READ" : undefined);
+        return { joins: false, starts: true };
+      });
       const ownership: Ownership = createdRunner ? "runner" : starts ? "transaction" : "joined";
       return new TransactionScope(runner, client, ownership, joins || starts, options.readOnly === true);
     } catch (err) {

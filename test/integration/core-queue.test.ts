@@ -98,3 +98,26 @@ test("concurrent creates, opens and reads on one runner in a transaction are que
   expect(await countObjects(ds)).toBe(contents.length);
   expect(warnings.filter((w) => w.message.includes("already executing a query"))).toEqual([]);
 });
+
+test("regression: concurrent creates on one runner without a transaction share one transaction instead of nesting savepoints", async () => {
+  const runner = ds.createQueryRunner();
+  const client = (await runner.connect()) as unknown as WatchedClient;
+  const statements: string[] = [];
+  const original = client.query;
+  client.query = function (this: WatchedClient, ...args: unknown[]) {
+    const text = args[0];
+    statements.push(typeof text === "string" ? text : String((text as { text?: unknown }).text));
+    return original.apply(this, args);
+  };
+  try {
+    const oids = await Promise.all([1, 2, 3, 4, 5].map((n) => LargeObject.create(runner, { data: "x".repeat(n) })));
+    expect(runner.isTransactionActive).toBe(false);
+    expect(statements.filter((s) => /SAVEPOINT/.test(s))).toEqual([]);
+    expect(statements.filter((s) => s === "START TRANSACTION")).toHaveLength(1);
+    // Every create had run before the one COMMIT.
+    expect(statements.lastIndexOf("COMMIT")).toBeGreaterThan(statements.map((s) => s.includes("lo_from_bytea")).lastIndexOf(true));
+    for (const [i, oid] of oids.entries()) expect((await objectBytes(ds, oid)).toString()).toBe("x".repeat(i + 1));
+  } finally {
+    await runner.release();
+  }
+});
