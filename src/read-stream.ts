@@ -112,7 +112,8 @@ export class LargeObjectReadStream extends Readable {
           this.copy = undefined;
           this.window = undefined;
           this.position = until;
-          if (!this.destroyed) this.nextWindow();
+          // A window drained into the buffer (see runCopy) waits for the consumer before the next.
+          if (!this.destroyed && this.readableLength < this.readableHighWaterMark) this.nextWindow();
         },
         (err: unknown) => {
           this.copy = undefined;
@@ -124,11 +125,17 @@ export class LargeObjectReadStream extends Readable {
 
   private runCopy(copy: CopyStream): Promise<void> {
     this.copy = copy;
+    const scope = this.handle.scope;
+    // A paused COPY holds the client, so work queued behind it on the same connection (a write
+    // stream fed by this one, in the same transaction) would wait for a consumer that waits for
+    // it. With others waiting, the window is drained into the buffer instead: at most one window
+    // beyond highWaterMark.
     const decoder = new ByteaCopyDecoder((bytes) => {
       if (this.destroyed) return;
       this.bytesRead += bytes.length;
-      if (!this.push(bytes)) copy.pause();
+      if (!this.push(bytes) && !scope.othersWaiting()) copy.pause();
     });
+    const stopListening = scope.onContention(() => copy.resume());
     return new Promise<void>((resolve, reject) => {
       copy.on("data", (chunk: Buffer) => {
         try {
@@ -140,7 +147,7 @@ export class LargeObjectReadStream extends Readable {
       });
       copy.on("end", () => (decoder.done || this.destroyed ? resolve() : reject(new Error("COPY output ended early"))));
       copy.on("error", reject);
-    });
+    }).finally(stopListening);
   }
 
   private finish(): void {

@@ -83,17 +83,20 @@ function transactionEndCounter(client: PgClient): { count: number } | undefined 
  * while one is active, so every statement of ours goes through here.
  */
 export function enqueue<T>(client: object, task: () => Promise<T>): Promise<T> {
+  const depth = (queueDepths.get(client) ?? 0) + 1;
+  queueDepths.set(client, depth);
+  if (depth > 1) for (const listener of [...(contentionListeners.get(client) ?? [])]) listener();
   const previous = queueTails.get(client) ?? Promise.resolve();
   const result = previous.then(task, task);
-  queueTails.set(
-    client,
-    result.then(
-      () => undefined,
-      () => undefined,
-    ),
-  );
+  const settled = (): void => void queueDepths.set(client, (queueDepths.get(client) ?? 1) - 1);
+  queueTails.set(client, result.then(settled, settled));
   return result;
 }
+
+/** Tasks queued or running per client. */
+const queueDepths = new WeakMap<object, number>();
+/** Called when a task is queued behind another: a paused COPY must then drain to free the client. */
+const contentionListeners = new WeakMap<object, Set<() => void>>();
 
 /**
  * A query runner with a transaction that is either the caller's (joined) or ours (owned). Owned
@@ -185,6 +188,19 @@ export class TransactionScope {
       return this.client.query<R>(text, values);
     }).catch((err: unknown) => this.failed(err));
     return result.rows;
+  }
+
+  /** Whether other work is queued behind the running task (a COPY holding the client blocks it). */
+  othersWaiting(): boolean {
+    return (queueDepths.get(this.client) ?? 0) > 1;
+  }
+
+  /** Calls `listener` whenever work is queued behind a running task; returns the unsubscribe. */
+  onContention(listener: () => void): () => void {
+    let listeners = contentionListeners.get(this.client);
+    if (listeners === undefined) contentionListeners.set(this.client, (listeners = new Set()));
+    listeners.add(listener);
+    return () => void listeners.delete(listener);
   }
 
   /** Runs a task that needs the client to itself (such as a COPY) after the queued work. */
