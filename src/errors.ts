@@ -104,6 +104,11 @@ export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorD
       withCause,
     );
   }
+  if (message.includes("tuple concurrently updated")) {
+    // XX000 from the server: another transaction wrote the same 2 KiB page of the object and
+    // committed first. Retrying the transaction is the fix, as for a serialization failure.
+    return new LargeObjectError("ERR_LO_CONFLICT", message, withCause);
+  }
   switch (state) {
     case "42704": // undefined_object: "large object N does not exist"
       return new LargeObjectError("ERR_LO_NOT_FOUND", message, withCause);

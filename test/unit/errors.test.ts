@@ -46,3 +46,7 @@ test("a LargeObjectError passes through unchanged, and isLargeObjectError checks
   expect(isLargeObjectError(new Error("no"))).toBe(false);
   expect(toLargeObjectError("a string").code).toBe("ERR_LO_DATABASE");
 });
+
+test("a concurrent write of the same page (XX000 'tuple concurrently updated') is ERR_LO_CONFLICT", () => {
+  expect(toLargeObjectError(serverError("XX000", "tuple concurrently updated")).code).toBe("ERR_LO_CONFLICT");
+});
