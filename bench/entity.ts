@@ -1,0 +1,13 @@
+import "reflect-metadata";
+import { Entity, PrimaryGeneratedColumn } from "typeorm";
+import { LargeObjectColumn, type LargeObjectValue } from "../src/column";
+
+/** The benchmark's entity: one large-object column. Column types are explicit (tsx emits no decorator metadata). */
+@Entity({ name: "bench_files" })
+export class BenchFile {
+  @PrimaryGeneratedColumn({ type: "int" })
+  id!: number;
+
+  @LargeObjectColumn()
+  file!: LargeObjectValue;
+}

@@ -1,0 +1,369 @@
+/**
+ * npm run bench [-- --sizes 1M,64M,512M] [--quick] [--reps N] [--only id,id] [--profile]
+ *
+ * Measures every method side by side against one PostgreSQL (DATABASE_URL, or an embedded server),
+ * each method and size in a child process of its own, and writes bench/results/latest.{md,svg}.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { Client } from "pg";
+import { renderChart } from "./chart";
+import { contentHash, contentStream, formatSize, parseSize, pieceDigests } from "./data";
+import { METHODS, prepareSchema, type Fixture, type Method, type MethodContext } from "./methods";
+import { median, rates, type Row } from "./stats";
+import type { WorkerReport } from "./worker";
+
+interface Options {
+  sizes: number[];
+  quick: boolean;
+  reps?: number;
+  only?: string[];
+  profile: boolean;
+  count: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { sizes: [], quick: false, profile: false, count: 1000 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string => {
+      const v = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg.startsWith("--sizes")) options.sizes = value().split(",").map(parseSize);
+    else if (arg === "--quick") options.quick = true;
+    else if (arg.startsWith("--reps")) options.reps = Number(value());
+    else if (arg.startsWith("--only")) options.only = value().split(",");
+    else if (arg === "--profile") options.profile = true;
+    else if (arg === "--help" || arg === "-h") {
+      console.log("npm run bench -- [--sizes 1M,64M,512M] [--quick] [--reps N] [--only method,...] [--profile]");
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg}`);
+  }
+  if (options.sizes.length === 0) options.sizes = options.quick ? [parseSize("1M"), parseSize("16M")] : ["1M", "64M", "512M"].map(parseSize);
+  if (options.quick) options.count = 200;
+  return options;
+}
+
+/** Timed runs per size: many at 1 MiB (a warm process), a few for big objects. */
+function repsFor(size: number, options: Options): number {
+  if (options.reps !== undefined) return options.reps;
+  if (size <= 4 * 2 ** 20) return options.quick ? 5 : 20;
+  if (size >= 2 ** 30) return 2;
+  return options.quick ? 2 : 3;
+}
+
+const ROOT = path.resolve(__dirname, "..");
+const RESULTS = path.join(__dirname, "results");
+const CHILD_TIMEOUT_MS = 10 * 60 * 1000;
+/**
+ * Children run compiled JavaScript on plain node: a TypeScript loader in the child would add about
+ * 30 MiB of its own to every peak RSS. Inside node_modules so that the build resolves packages.
+ */
+const BUILD = path.join(ROOT, "node_modules", ".cache", "typeorm-large-object-bench");
+
+function compileWorker(): void {
+  rmSync(BUILD, { recursive: true, force: true });
+  execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", path.join(__dirname, "tsconfig.json"), "--outDir", BUILD], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+}
+
+function runChild(args: string[], profile: boolean): Promise<WorkerReport> {
+  const nodeArgs: string[] = [];
+  if (profile) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${path.join(RESULTS, "profiles")}`, `--cpu-prof-name=${args[0]}-${args.length}-${Date.now()}.cpuprofile`);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...nodeArgs, path.join(BUILD, "bench", "worker.js"), ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), CHILD_TIMEOUT_MS);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const line = out.split("\n").find((l) => l.startsWith("@@bench "));
+      if (line !== undefined) resolve(JSON.parse(line.slice(8)) as WorkerReport);
+      else {
+        const why = signal ? `killed by ${signal}` : `exit code ${code}`;
+        resolve({ method: args[0]!, size: 0, seconds: [], verified: "not checked", maxRss: 0, error: `${why}: ${err.trim().split("\n").slice(-3).join(" ")}` });
+      }
+    });
+  });
+}
+
+async function withClient<T>(url: string, task: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await task(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A database of its own for the run, dropped at the end; the given one when we may not create one. */
+async function benchDatabase(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `typeorm_large_object_bench_${process.pid}`;
+  try {
+    await withClient(url, (c) => c.query(`CREATE DATABASE "${name}"`));
+  } catch (err) {
+    console.log(`(using the database of DATABASE_URL as is: CREATE DATABASE failed: ${(err as Error).message})`);
+    return { url, drop: async () => undefined };
+  }
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: () => withClient(url, (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+async function serverInfo(url: string): Promise<{ version: string; local: boolean; fileAccess: string | undefined }> {
+  return withClient(url, async (c) => {
+    const version = (await c.query<{ server_version: string }>("SHOW server_version")).rows[0]!.server_version;
+    const host = new URL(url).hostname;
+    const local = ["127.0.0.1", "localhost", "::1", "[::1]", ""].includes(host);
+    const rights = await c.query<{ ok: boolean }>(
+      "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AND pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user",
+    );
+    let fileAccess: string | undefined;
+    if (!local) fileAccess = `the server is not on this machine (${host}), so it cannot read the file this run writes`;
+    else if (!rights.rows[0]?.ok) fileAccess = "the role is neither superuser nor in pg_read_server_files/pg_write_server_files";
+    return { version, local, fileAccess };
+  });
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  mkdirSync(RESULTS, { recursive: true });
+  compileWorker();
+
+  let embedded: { stop(): Promise<void> } | undefined;
+  let baseUrl = process.env.DATABASE_URL;
+  let scratch: string | undefined;
+  if (baseUrl === undefined || baseUrl === "") {
+    const { startEmbeddedPostgres } = await import("../scripts/embedded-postgres");
+    scratch = mkdtempSync(path.join(os.tmpdir(), "lo-bench-pg-"));
+    const server = await startEmbeddedPostgres({ dataDir: path.join(scratch, "data"), persistent: false });
+    embedded = server;
+    baseUrl = server.url;
+    console.log(`DATABASE_URL is not set: started an embedded PostgreSQL on port ${server.port}`);
+  }
+  const database = await benchDatabase(baseUrl);
+  const url = database.url;
+  const info = await serverInfo(url);
+
+  // lo_import()/lo_export() run as the server's OS user (postgres): the file must be readable by it
+  // (a 755 directory, a 644 file) and the export directory writable by it.
+  const files = mkdtempSync(path.join(os.tmpdir(), "lo-bench-files-"));
+  chmodSync(files, 0o755);
+  const exportDir = path.join(files, "export");
+  mkdirSync(exportDir);
+  chmodSync(exportDir, 0o777);
+
+  let ormReason: string | undefined;
+  try {
+    await prepareSchema(url);
+  } catch (err) {
+    ormReason = `the ORM layer is not usable: ${(err as Error).message}`;
+  }
+
+  const methods = METHODS.filter((m) => options.only === undefined || options.only.includes(m.id));
+  const skipReason = (m: Method): string | undefined =>
+    m.needs === "orm" ? ormReason : m.needs === "server-files" ? info.fileAccess : undefined;
+
+  const rows: Row[] = [];
+  const record = (m: Method, size: number, report: WorkerReport, count: number): Row => {
+    const r = rates(report.seconds, size, m.kind, count);
+    const row: Row = {
+      method: m.id,
+      label: m.label,
+      kind: m.kind,
+      size,
+      runs: r.length,
+      maxRss: report.maxRss,
+      verified: report.verified,
+      ...(r.length > 0 ? { median: median(r), min: Math.min(...r), max: Math.max(...r) } : {}),
+      ...(report.error !== undefined ? { error: report.error } : {}),
+    };
+    rows.push(row);
+    const shown = row.error ?? `${row.median?.toFixed(1)} ${m.kind === "batch" ? "objects/s" : "MB/s"}, peak RSS ${(row.maxRss / 2 ** 20).toFixed(0)} MiB`;
+    console.log(`  ${m.id.padEnd(18)} ${formatSize(size).padStart(8)}  ${shown}`);
+    return row;
+  };
+
+  const context = (size: number, extra: Partial<MethodContext>): MethodContext => ({
+    url,
+    size,
+    expectedHash: "",
+    expectedDigests: "",
+    importFile: path.join(files, "content.bin"),
+    exportDir,
+    count: options.count,
+    ...extra,
+  });
+
+  const baseline: Method = { id: "baseline", label: "bare pg connection (RSS baseline)", kind: "baseline", open: () => Promise.reject(new Error("run in the worker")) };
+  const baseReport = await runChild([baseline.id, JSON.stringify(context(0, {})), "0"], false);
+  const baselineRow = record(baseline, 0, baseReport, 0);
+
+  for (const size of options.sizes) {
+    console.log(`\n${formatSize(size)}: ${repsFor(size, options)} timed runs per method, after one verified run`);
+    const expectedHash = await contentHash(size);
+    const expectedDigests = await pieceDigests(size);
+    const importFile = path.join(files, "content.bin");
+    await pipeline(contentStream(size, 1024 * 1024), createWriteStream(importFile));
+    chmodSync(importFile, 0o644);
+    const fixtureReport = await runChild(["fixture", JSON.stringify(context(size, { expectedHash, expectedDigests })), "0", ormReason ? "plain" : "orm"], false);
+    if (fixtureReport.error !== undefined) throw new Error(`could not create the read fixture: ${fixtureReport.error}`);
+    const fixture = fixtureReport.fixture as Fixture;
+    for (const m of methods) {
+      if (m.kind !== "write" && m.kind !== "read") continue;
+      const skipped = skipReason(m);
+      if (skipped !== undefined) {
+        rows.push({ method: m.id, label: m.label, kind: m.kind, size, runs: 0, maxRss: 0, verified: "not checked", skipped });
+        console.log(`  ${m.id.padEnd(18)} ${formatSize(size).padStart(8)}  skipped: ${skipped}`);
+        continue;
+      }
+      const ctx = context(size, { expectedHash, expectedDigests, fixture });
+      const report = await runChild([m.id, JSON.stringify(ctx), String(repsFor(size, options))], options.profile && m.id.startsWith("lo-"));
+      record(m, size, report, 0);
+    }
+    await withClient(url, (c) => c.query("SELECT lo_unlink($1)", [fixture.oid]).then(() => c.query("TRUNCATE bench_bytea")));
+    rmSync(importFile, { force: true });
+  }
+
+  console.log(`\nmany small objects: ${options.count} x 1 KiB`);
+  for (const m of methods.filter((x) => x.kind === "batch")) {
+    const skipped = skipReason(m);
+    if (skipped !== undefined) {
+      rows.push({ method: m.id, label: m.label, kind: m.kind, size: 1024, runs: 0, maxRss: 0, verified: "not checked", skipped });
+      console.log(`  ${m.id.padEnd(18)} skipped: ${skipped}`);
+      continue;
+    }
+    const report = await runChild([m.id, JSON.stringify(context(1024, {})), options.quick ? "3" : "5"], false);
+    record(m, 1024, report, options.count);
+  }
+
+  await database.drop();
+  await embedded?.stop();
+  rmSync(files, { recursive: true, force: true });
+  if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+
+  const seconds = (Date.now() - started) / 1000;
+  const markdown = renderMarkdown(rows, options, { ...info, baseline: baselineRow.maxRss, seconds, embedded: embedded !== undefined });
+  writeFileSync(path.join(RESULTS, "latest.md"), markdown);
+  writeFileSync(path.join(RESULTS, "latest.svg"), renderChart(rows, options.sizes, baselineRow.maxRss));
+  console.log(`\n${markdown}`);
+  console.log(`written: bench/results/latest.md, bench/results/latest.svg (${seconds.toFixed(0)} s)`);
+}
+
+const mb = (v: number | undefined): string => (v === undefined ? "" : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const mib = (bytes: number): string => (bytes > 0 ? (bytes / 2 ** 20).toFixed(0) : "");
+const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`);
+
+function renderMarkdown(
+  rows: Row[],
+  options: Options,
+  meta: { version: string; baseline: number; seconds: number; embedded: boolean },
+): string {
+  const find = (method: string, size: number): Row | undefined => rows.find((r) => r.method === method && r.size === size);
+  const lines: string[] = [];
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  lines.push("# npm run bench: latest run", "");
+  lines.push(
+    `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; ` +
+      `Node ${process.version}; PostgreSQL ${meta.version}${meta.embedded ? " (embedded)" : ""}; run took ${meta.seconds.toFixed(0)} s.`,
+  );
+  lines.push(
+    `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\`. MB/s = 10^6 bytes/s, median of the timed runs (min-max beside it), ` +
+      "after one untimed run that checks the bytes by sha256. Writes include creating the object and the commit; reads include opening and the end of the transaction. " +
+      "Sources are generated in 64 KiB chunks (pg-large-object at 1 MiB buffers is fed 1 MiB chunks). Peak RSS is the child process's own; " +
+      `a bare pg connection peaks at ${mib(meta.baseline)} MiB.`,
+    "",
+  );
+  lines.push("| method | op | size | MB/s (median) | min-max | runs | peak RSS MiB | over bare pg | bytes checked |");
+  lines.push("|---|---|---|---:|---:|---:|---:|---:|---|");
+  for (const r of rows.filter((x) => x.kind === "write" || x.kind === "read")) {
+    const status = r.skipped !== undefined ? `skipped: ${r.skipped}` : r.error !== undefined ? `failed: ${r.error.slice(0, 120)}` : "";
+    lines.push(
+      `| ${r.label} | ${r.kind} | ${formatSize(r.size)} | ${status || mb(r.median)} | ${status ? "" : `${mb(r.min)}-${mb(r.max)}`} | ${r.runs} | ${mib(r.maxRss)} | ${
+        r.maxRss > 0 ? mib(r.maxRss - meta.baseline) : ""
+      } | ${r.verified === true ? "yes" : r.verified === false ? "NO" : "-"} |`,
+    );
+  }
+  lines.push("", `## Many small objects (${options.count} x 1 KiB)`, "", "| method | objects/s (median) | min-max | runs | peak RSS MiB |", "|---|---:|---:|---:|---:|");
+  for (const r of rows.filter((x) => x.kind === "batch")) {
+    const status = r.skipped !== undefined ? `skipped: ${r.skipped}` : r.error !== undefined ? `failed: ${r.error.slice(0, 120)}` : "";
+    lines.push(`| ${r.label} | ${status || r.median?.toFixed(0)} | ${status ? "" : `${r.min?.toFixed(0)}-${r.max?.toFixed(0)}`} | ${r.runs} | ${mib(r.maxRss)} |`);
+  }
+
+  lines.push("", "## Ratios within this run (median / median, same size)", "");
+  lines.push("| size | op | this library | vs server ceiling | vs pg-large-object defaults | vs pg-large-object 1 MiB |", "|---|---|---|---:|---:|---:|");
+  for (const size of options.sizes) {
+    for (const op of ["write", "read"] as const) {
+      const server = find(op === "write" ? "server-import" : "server-export", size)?.median;
+      const pgl = find(`pgl-default-${op}`, size)?.median;
+      const pgl1m = find(`pgl-1m-${op}`, size)?.median;
+      for (const ours of ["lo-handle", "lo-repo", ...(op === "write" ? ["lo-save"] : [])]) {
+        const row = find(`${ours}-${op}`, size);
+        if (row?.median === undefined) continue;
+        lines.push(`| ${formatSize(size)} | ${op} | ${row.label.replace("this library: ", "")} | ${ratio(row.median, server)} | ${ratio(row.median, pgl)} | ${ratio(row.median, pgl1m)} |`);
+      }
+    }
+  }
+
+  lines.push("", "## Targets (objects >= 64 MiB, from ../shared/PERFORMANCE.md)", "", "| target | measured | met |", "|---|---|---|");
+  const big = options.sizes.filter((s) => s >= 64 * 2 ** 20);
+  const target = (name: string, values: (number | undefined)[], limit: number, higher: boolean, unit: string): void => {
+    const known = values.filter((v): v is number => v !== undefined);
+    if (known.length === 0) {
+      lines.push(`| ${name} | not measured | - |`);
+      return;
+    }
+    const met = known.every((v) => (higher ? v >= limit : v <= limit));
+    lines.push(`| ${name} | ${known.map((v) => `${v.toFixed(2)}${unit}`).join(", ")} | ${met ? "yes" : "**no**"} |`);
+  };
+  const per = (f: (size: number) => number | undefined): (number | undefined)[] => big.map(f);
+  const rate = (m: string) => (s: number) => find(m, s)?.median;
+  const div = (a: (s: number) => number | undefined, b: (s: number) => number | undefined) => (s: number) => {
+    const x = a(s);
+    const y = b(s);
+    return x === undefined || y === undefined ? undefined : x / y;
+  };
+  const sizesNote = big.map(formatSize).join(", ");
+  target(`write >= 0.9 x lo_import (${sizesNote})`, per(div(rate("lo-handle-write"), rate("server-import"))), 0.9, true, "x");
+  target(`write >= 1.5 x pg-large-object defaults`, per(div(rate("lo-handle-write"), rate("pgl-default-write"))), 1.5, true, "x");
+  target(`read >= 0.9 x lo_export`, per(div(rate("lo-handle-read"), rate("server-export"))), 0.9, true, "x");
+  target(`read >= 5 x pg-large-object defaults`, per(div(rate("lo-handle-read"), rate("pgl-default-read"))), 5, true, "x");
+  const ourStreams = rows.filter((r) => r.method.startsWith("lo-") && (r.kind === "read" || r.kind === "write") && r.maxRss > 0 && r.error === undefined);
+  target("peak RSS <= 100 MiB, every stream of this library, every size", [Math.max(...ourStreams.map((r) => r.maxRss / 2 ** 20))], 100, false, " MiB");
+  target("peak RSS <= 45 MiB over a bare pg connection", [Math.max(...ourStreams.map((r) => (r.maxRss - meta.baseline) / 2 ** 20))], 45, false, " MiB");
+  const spread = ["lo-handle-write", "lo-handle-read"].map((m) => {
+    const rss = rows.filter((r) => r.method === m && r.maxRss > 0).map((r) => r.maxRss / 2 ** 20);
+    return rss.length > 1 ? Math.max(...rss) - Math.min(...rss) : undefined;
+  });
+  target("flat: handle streams' peak RSS spread across sizes <= 10 MiB (write, read)", spread, 10, false, " MiB");
+  const small = options.sizes.find((s) => s === 2 ** 20);
+  if (small !== undefined) {
+    target("1 MiB objects, warm: write >= 100 MB/s incl. commit", [find("lo-handle-write", small)?.median], 100, true, " MB/s");
+    target("1 MiB objects, warm: read >= 170 MB/s", [find("lo-handle-read", small)?.median], 170, true, " MB/s");
+  }
+  target("many small objects via save([...]) >= 20k/s", [find("lo-save-batch", 1024)?.median], 20000, true, "/s");
+  lines.push("", "![throughput and peak RSS](latest.svg)", "");
+  return lines.join("\n");
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
