@@ -1,24 +1,29 @@
 /** Unit tests need no database; integration tests run against a real PostgreSQL. */
 const transform = { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json" }] };
+const database = {
+  testEnvironment: "node",
+  transform,
+  globalSetup: "<rootDir>/test/support/global-setup.ts",
+  globalTeardown: "<rootDir>/test/support/global-teardown.ts",
+  slowTestThreshold: 30,
+};
 
 /** @type {import('jest').Config} */
 module.exports = {
   testTimeout: 60000,
   projects: [
+    { displayName: "unit", testEnvironment: "node", roots: ["<rootDir>/test/unit"], transform },
+    { displayName: "integration", roots: ["<rootDir>/test/integration"], ...database },
     {
-      displayName: "unit",
-      testEnvironment: "node",
-      roots: ["<rootDir>/test/unit"],
-      transform,
-    },
-    {
-      displayName: "integration",
-      testEnvironment: "node",
+      // The TypeORM layer again, on the 0.3 line most installations still run.
+      displayName: "typeorm-0.3",
       roots: ["<rootDir>/test/integration"],
-      transform,
-      globalSetup: "<rootDir>/test/support/global-setup.ts",
-      globalTeardown: "<rootDir>/test/support/global-teardown.ts",
-      slowTestThreshold: 30,
+      testMatch: ["**/orm-*.test.ts"],
+      moduleNameMapper: {
+        "^typeorm$": "<rootDir>/node_modules/typeorm-0.3",
+        "^typeorm/(.*)$": "<rootDir>/node_modules/typeorm-0.3/$1",
+      },
+      ...database,
     },
   ],
 };

@@ -93,15 +93,9 @@ export function largeObjectColumns(dataSource: DataSource): LargeObjectColumnInf
   return dataSource.entityMetadatas.flatMap((entity) => largeObjectColumnsOf(entity));
 }
 
-/** The column behind `entity.property`, or ERR_LO_NOT_DECORATED. */
-export function findLargeObjectColumn(dataSource: DataSource, target: Function | string | object, property: string): LargeObjectColumnInfo {
-  let entity: EntityMetadata | undefined;
-  const lookup = typeof target === "object" ? (target as object).constructor : target;
-  if (dataSource.hasMetadata(lookup as Function)) entity = dataSource.getMetadata(lookup as Function);
-  if (entity === undefined) {
-    const name = typeof lookup === "function" ? lookup.name : String(lookup);
-    throw new LargeObjectError("ERR_LO_NOT_DECORATED", `${name} is not an entity of this data source`, { entity: name, property });
-  }
+/** The large-object column behind `value.property`, or ERR_LO_NOT_DECORATED. */
+export function findLargeObjectColumn(dataSource: DataSource, value: object, property: string): LargeObjectColumnInfo {
+  const entity = entityMetadataOf(dataSource, value, property);
   const info = largeObjectColumnsOf(entity).find((c) => c.property === property);
   if (info === undefined) {
     throw new LargeObjectError("ERR_LO_NOT_DECORATED", `${entity.name}.${property} is not a @LargeObjectColumn()`, {
@@ -110,4 +104,48 @@ export function findLargeObjectColumn(dataSource: DataSource, target: Function |
     });
   }
   return info;
+}
+
+const entityTags = new WeakMap<object, EntityMetadata>();
+
+/** Remembers which entity a plain object was saved as, so the repository can find its columns. */
+export function tagEntity(value: object, entity: EntityMetadata): void {
+  entityTags.set(value, entity);
+}
+
+/** The entity metadata of a saved or loaded object: its class, or what it was saved as. */
+export function entityMetadataOf(dataSource: DataSource, value: object, property: string): EntityMetadata {
+  const tagged = entityTags.get(value);
+  if (tagged !== undefined && tagged.connection === dataSource) return tagged;
+  const cls: unknown = Object.getPrototypeOf(value)?.constructor;
+  if (typeof cls === "function" && cls !== Object) {
+    if (dataSource.hasMetadata(cls)) return dataSource.getMetadata(cls);
+    throw new LargeObjectError("ERR_LO_NOT_DECORATED", `${cls.name} is not an entity of this data source`, {
+      entity: cls.name,
+      property,
+    });
+  }
+  // A plain object that never went through save(): accept it when one entity alone has this property.
+  const candidates = dataSource.entityMetadatas.filter((e) => largeObjectColumnsOf(e).some((c) => c.property === property));
+  if (candidates.length === 1) return candidates[0]!;
+  throw new LargeObjectError(
+    "ERR_LO_NOT_DECORATED",
+    candidates.length === 0
+      ? `no entity of this data source has a @LargeObjectColumn() named "${property}"`
+      : `cannot tell which entity this plain object is (${candidates.map((c) => c.name).join(", ")} all have "${property}"): pass an entity instance`,
+    { property },
+  );
+}
+
+/**
+ * The oid a large-object property holds once saved or loaded, typed as a number; ERR_LO_NULL when
+ * it is null, ERR_LO_INVALID_VALUE when it still holds content that was never saved.
+ *
+ * @example
+ * const oid = oidOf(doc.attachment);
+ */
+export function oidOf(value: LargeObjectValue | undefined): number {
+  if (typeof value === "number") return value;
+  if (value === null || value === undefined) throw new LargeObjectError("ERR_LO_NULL", "the large-object property is null");
+  throw new LargeObjectError("ERR_LO_INVALID_VALUE", "the large-object property holds content that has not been saved yet");
 }

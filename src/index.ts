@@ -10,3 +10,15 @@ export type { LargeObjectSource } from "./transaction-scope";
 export type { LargeObjectContent } from "./content";
 export type { Offset } from "./arguments";
 export { MAX_LARGE_OBJECT_SIZE } from "./arguments";
+export { LargeObjectColumn, oidOf } from "./column";
+export type { LargeObjectColumnOptions, LargeObjectValue } from "./column";
+export { LargeObjectSubscriber } from "./subscriber";
+export { registerLargeObjects } from "./registration";
+export { LargeObjectRepository } from "./large-object-repository";
+export type {
+  LargeObjectRepositoryOptions,
+  OpenStreamOptions,
+  EntityReadStreamOptions,
+  EntityWriteStreamOptions,
+} from "./large-object-repository";
+export { LargeObjectRecord, RECORDS_TABLE } from "./records";

@@ -1,0 +1,182 @@
+import type { DataSource, QueryRunner } from "typeorm";
+import { LargeObjectError, toLargeObjectError } from "./errors";
+import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
+import { DEFAULT_CHUNK_SIZE } from "./large-object";
+import { integerLiteral } from "./arguments";
+import { LargeObjectRecord } from "./records";
+import { quoteIdentifier, quoteTable } from "./sql";
+import { largeObjectColumns, type LargeObjectColumnInfo } from "./column";
+import { TransactionScope, type PgClient } from "./transaction-scope";
+
+/** Content up to this size is created in batches (one statement for every object of a flush). */
+const BATCH_PIECE_LIMIT = 256 * 1024;
+
+/** Where an object was created, as stored in the record table: `schema.table.column`. */
+export function createdFor(info: LargeObjectColumnInfo): string {
+  const entity = info.entity;
+  const schema = entity.schema ?? (entity.connection.options as { schema?: string }).schema ?? "";
+  return `${schema ? `${schema}.` : ""}${entity.tableName}.${info.column.databaseName}`;
+}
+
+function recordsTable(dataSource: DataSource): string {
+  if (!dataSource.hasMetadata(LargeObjectRecord)) {
+    throw new LargeObjectError(
+      "ERR_LO_NOT_REGISTERED",
+      "large-object columns need registerLargeObjects(dataSource) before dataSource.initialize()",
+    );
+  }
+  return quoteTable(dataSource.getMetadata(LargeObjectRecord));
+}
+
+/** A scope on the hook's runner: the save's transaction when there is one, autocommit otherwise. */
+export function runnerScope(runner: QueryRunner): Promise<TransactionScope> {
+  return TransactionScope.begin(runner, { transaction: false });
+}
+
+interface Pending {
+  data: Buffer;
+  createdFor: string;
+  resolve: (oid: number) => void;
+  reject: (err: unknown) => void;
+}
+
+const batches = new WeakMap<PgClient, { table: string; items: Pending[] }[]>();
+
+/**
+ * Creates a small object as part of a batch: every request made on one client before the next turn
+ * of the event loop goes out as one statement (TypeORM calls the hooks of one flush together).
+ */
+function createBatched(scope: TransactionScope, table: string, data: Buffer, origin: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let queued = batches.get(scope.client);
+    if (queued === undefined) {
+      batches.set(scope.client, (queued = []));
+      setImmediate(() => flushBatches(scope));
+    }
+    let batch = queued.find((b) => b.table === table);
+    if (batch === undefined) queued.push((batch = { table, items: [] }));
+    batch.items.push({ data, createdFor: origin, resolve, reject });
+  });
+}
+
+function flushBatches(scope: TransactionScope): void {
+  const queued = batches.get(scope.client) ?? [];
+  batches.delete(scope.client);
+  for (const { table, items } of queued) {
+    // The CTE is materialized once (lo_from_bytea is volatile), so each object is created once and
+    // recorded in the same statement: no object can exist without its record.
+    const sql = `WITH input AS (
+        SELECT data, created_for, ord FROM unnest($1::bytea[], $2::text[]) WITH ORDINALITY AS i(data, created_for, ord)
+      ), created AS MATERIALIZED (
+        SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input
+      ), recorded AS (
+        INSERT INTO ${table} (oid, created_for) SELECT oid, created_for FROM created
+      )
+      SELECT oid FROM created ORDER BY ord`;
+    scope
+      .query<{ oid: number }>(sql, [items.map((i) => i.data), items.map((i) => i.createdFor)])
+      .then(
+        (rows) => items.forEach((item, n) => item.resolve(rows[n]!.oid)),
+        (err: unknown) => items.forEach((item) => item.reject(err)),
+      );
+  }
+}
+
+/**
+ * Creates the object for a column from `content` (undefined creates an empty one), records it, and
+ * applies the column's grants. Content is written with `lo_put`, which needs no descriptor and so no
+ * transaction: this works in the autocommit hooks of `insert()` as well as inside `save()`.
+ */
+export async function createForColumn(
+  scope: TransactionScope,
+  info: LargeObjectColumnInfo,
+  content: LargeObjectContent | undefined,
+): Promise<number> {
+  const dataSource = info.entity.connection;
+  const table = recordsTable(dataSource);
+  const origin = createdFor(info);
+  const details = { entity: info.entity.name, property: info.property };
+  let oid: number | undefined;
+  try {
+    const small = content === undefined ? Buffer.alloc(0) : singlePiece(content, BATCH_PIECE_LIMIT);
+    if (small !== undefined) {
+      oid = await createBatched(scope, table, small, origin);
+    } else {
+      let offset = 0;
+      const created = await scope.query<{ oid: number }>(
+        `WITH created AS MATERIALIZED (SELECT lo_create(0) AS oid)
+         INSERT INTO ${table} (oid, created_for) SELECT oid, $1 FROM created RETURNING oid`,
+        [origin],
+      );
+      oid = created[0]!.oid;
+      const target = oid;
+      await forEachPiece(content!, DEFAULT_CHUNK_SIZE, async (piece) => {
+        await scope.query("SELECT lo_put($1, $2, $3)", [target, offset, piece]);
+        offset += piece.length;
+      });
+    }
+    await grantForColumn(scope, info, [oid]);
+    return oid;
+  } catch (err) {
+    if (oid !== undefined && !scope.ownsTransaction) {
+      // Autocommit, or the caller's transaction: remove what we made; an owned one rolls back.
+      await scope
+        .query(`WITH gone AS (DELETE FROM ${table} WHERE oid = $1) SELECT lo_unlink($1)`, [oid])
+        .catch(() => undefined);
+    }
+    throw toLargeObjectError(err, { ...details, ...(oid === undefined ? {} : { oid }) });
+  }
+}
+
+/** Applies a column's `grant` option to new objects. GRANT takes no parameters: the oid is a validated integer. */
+async function grantForColumn(scope: TransactionScope, info: LargeObjectColumnInfo, oids: number[]): Promise<void> {
+  const grant = info.options.grant;
+  if (grant === undefined) return;
+  const statements: string[] = [];
+  for (const oid of oids) {
+    const target = `LARGE OBJECT ${integerLiteral(oid)}`;
+    if (grant.read?.length) statements.push(`GRANT SELECT ON ${target} TO ${grant.read.map(quoteIdentifier).join(", ")}`);
+    if (grant.write?.length) statements.push(`GRANT SELECT, UPDATE ON ${target} TO ${grant.write.map(quoteIdentifier).join(", ")}`);
+  }
+  for (const statement of statements) await scope.query(statement);
+}
+
+/**
+ * Checks that an existing object may be adopted by a column: it exists (ERR_LO_NOT_FOUND) and no
+ * large-object column references it yet (ERR_LO_IN_USE). Then records it, so the sweep knows it.
+ */
+export async function adoptForColumn(
+  scope: TransactionScope,
+  info: LargeObjectColumnInfo,
+  oid: number,
+  options: { checkOwner: boolean } = { checkOwner: true },
+): Promise<void> {
+  const dataSource = info.entity.connection;
+  const details = { oid, entity: info.entity.name, property: info.property };
+  const references = largeObjectColumns(dataSource).map(
+    (c) => `SELECT 1 FROM ${quoteTable(c.entity)} WHERE ${quoteIdentifier(c.column.databaseName)} = $1`,
+  );
+  const rows = await scope
+    .query<{ found: boolean; used: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1) AS found,
+              EXISTS (${references.join(" UNION ALL ")}) AS used`,
+      [oid],
+    )
+    .catch((err: unknown) => {
+      throw toLargeObjectError(err, details);
+    });
+  if (!rows[0]!.found) {
+    throw new LargeObjectError("ERR_LO_NOT_FOUND", `large object ${oid} does not exist`, details);
+  }
+  if (options.checkOwner && rows[0]!.used) {
+    throw new LargeObjectError(
+      "ERR_LO_IN_USE",
+      `large object ${oid} is already referenced by a large-object column; each object has one owner`,
+      details,
+    );
+  }
+  await scope.query(
+    `INSERT INTO ${recordsTable(dataSource)} (oid, created_for) VALUES ($1, $2) ON CONFLICT (oid) DO NOTHING`,
+    [oid, createdFor(info)],
+  );
+}

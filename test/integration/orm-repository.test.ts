@@ -1,0 +1,145 @@
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { DataSource } from "typeorm";
+import { LargeObjectRepository, isLargeObjectError, oidOf } from "../../src";
+import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
+import { dropAll, openOrmDataSource } from "../support/orm";
+import { Document } from "./fixtures/documents";
+
+let ds: DataSource;
+beforeAll(async () => {
+  ds = await openOrmDataSource([Document], { poolSize: 3 });
+});
+afterAll(async () => {
+  await dropAll(ds);
+});
+
+async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await pipeline(
+    stream,
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        chunks.push(chunk);
+        cb();
+      },
+    }),
+  );
+  return Buffer.concat(chunks);
+}
+
+test("createReadStream streams the whole object and byte ranges (inclusive end)", async () => {
+  const data = randomBytes(2 * 1024 * 1024 + 3, 3);
+  const doc = await ds.getRepository(Document).save({ name: "r", attachment: data });
+  const files = new LargeObjectRepository(ds.manager);
+  expect((await collect(await files.createReadStream(doc, "attachment"))).equals(data)).toBe(true);
+  expect((await collect(await files.createReadStream(doc, "attachment", { start: 10, end: 19 }))).equals(data.subarray(10, 20))).toBe(
+    true,
+  );
+  expect((await collect(await files.createReadStream(doc, "attachment", { start: data.length - 1 }))).equals(data.subarray(-1))).toBe(
+    true,
+  );
+  expect(await files.size(doc, "attachment")).toBe(data.length);
+  expect(await idleInTransaction(ds)).toBe(0);
+});
+
+test("createWriteStream replaces the content by default and appends with append: true", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "w", attachment: "a much longer original content" });
+  const files = new LargeObjectRepository(ds.manager);
+  await pipeline(Readable.from(["new"]), await files.createWriteStream(doc, "attachment"));
+  expect((await files.read(doc, "attachment")).toString()).toBe("new");
+  await pipeline(Readable.from([" and more"]), await files.createWriteStream(doc, "attachment", { append: true }));
+  expect((await files.read(doc, "attachment")).toString()).toBe("new and more");
+});
+
+test("write() replaces the content and returns the bytes written", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "w2", attachment: "old" });
+  const files = new LargeObjectRepository(ds.manager);
+  expect(await files.write(doc, "attachment", Readable.from([Buffer.from("12345")]))).toBe(5);
+  expect((await objectBytes(ds, oidOf(doc.attachment))).toString()).toBe("12345");
+});
+
+test("writing to a null column creates the object and stores its oid in the row, in the same transaction", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "null", attachment: null });
+  const files = new LargeObjectRepository(ds.manager);
+  await pipeline(Readable.from(["created on write"]), await files.createWriteStream(doc, "attachment"));
+  const row = await ds.getRepository(Document).findOneByOrFail({ id: doc.id });
+  expect(typeof row.attachment).toBe("number");
+  expect(row.attachment).toBe(doc.attachment);
+  expect((await objectBytes(ds, oidOf(row.attachment))).toString()).toBe("created on write");
+
+  const rolledBack = await ds.getRepository(Document).save({ name: "null2", attachment: null });
+  const before = await countObjects(ds);
+  const stream = await files.createWriteStream(rolledBack, "attachment");
+  const closed = new Promise((resolve) => stream.on("close", resolve));
+  stream.on("error", () => undefined);
+  stream.destroy(new Error("client went away"));
+  await closed;
+  expect((await ds.getRepository(Document).findOneByOrFail({ id: rolledBack.id })).attachment).toBeNull();
+  expect(await countObjects(ds)).toBe(before);
+});
+
+test("a destroyed write stream keeps the old content", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "keep", attachment: "original" });
+  const files = new LargeObjectRepository(ds.manager);
+  const stream = await files.createWriteStream(doc, "attachment");
+  stream.write(Buffer.alloc(3 * 1024 * 1024, 1));
+  stream.destroy();
+  await new Promise((resolve) => stream.on("close", resolve));
+  expect((await objectBytes(ds, oidOf(doc.attachment))).toString()).toBe("original");
+  expect(await idleInTransaction(ds)).toBe(0);
+});
+
+test("inside dataSource.transaction the repository joins it: a rollback undoes the writes", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "tx", attachment: "before" });
+  await expect(
+    ds.transaction(async (manager) => {
+      const files = new LargeObjectRepository(manager);
+      await files.write(doc, "attachment", "inside");
+      expect((await files.read(doc, "attachment")).toString()).toBe("inside");
+      await pipeline(Readable.from([" streamed"]), await files.createWriteStream(doc, "attachment", { append: true }));
+      expect((await files.read(doc, "attachment")).toString()).toBe("inside streamed");
+      throw new Error("roll back");
+    }),
+  ).rejects.toThrow("roll back");
+  expect((await objectBytes(ds, oidOf(doc.attachment))).toString()).toBe("before");
+
+  await ds.transaction(async (manager) => {
+    await new LargeObjectRepository(manager).write(doc, "attachment", "committed");
+  });
+  expect((await objectBytes(ds, oidOf(doc.attachment))).toString()).toBe("committed");
+});
+
+test("openStream gives the core handle bound to the entity's object", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "h", attachment: "0123456789" });
+  const files = new LargeObjectRepository(ds.manager);
+  const lo = await files.openStream(doc, "attachment", { mode: "rw" });
+  expect(lo.oid).toBe(doc.attachment);
+  await lo.seek(5);
+  await lo.write("X");
+  await lo.close();
+  expect((await objectBytes(ds, oidOf(doc.attachment))).toString()).toBe("01234X6789");
+});
+
+test("errors: not a large-object column, unknown entity, null column, missing primary key, too large for read()", async () => {
+  const files = new LargeObjectRepository(ds.manager, { maxReadBytes: 1024 });
+  const doc = await ds.getRepository(Document).save({ name: "e", attachment: randomBytes(2048) });
+  const codeOf = async (p: Promise<unknown>): Promise<string | undefined> =>
+    p.then(
+      () => undefined,
+      (e: unknown) => (isLargeObjectError(e) ? e.code : String(e)),
+    );
+
+  expect(await codeOf(files.read(doc, "name" as never))).toBe("ERR_LO_NOT_DECORATED");
+  class NotAnEntity {
+    attachment = 1;
+  }
+  expect(await codeOf(files.read(new NotAnEntity(), "attachment"))).toBe("ERR_LO_NOT_DECORATED");
+  const empty = await ds.getRepository(Document).save({ name: "n", attachment: null });
+  expect(await codeOf(files.read(empty, "attachment"))).toBe("ERR_LO_NULL");
+  expect(await codeOf(files.createReadStream(empty, "attachment"))).toBe("ERR_LO_NULL");
+  expect(await codeOf(files.read(ds.getRepository(Document).create({ name: "unsaved" }), "attachment"))).toBe("ERR_LO_NO_PRIMARY_KEY");
+  expect(await codeOf(files.read(doc, "attachment"))).toBe("ERR_LO_TOO_LARGE");
+  expect(await codeOf(files.read(Object.assign(new Document(), { id: 987654 }), "attachment"))).toBe("ERR_LO_NOT_FOUND");
+  expect(await idleInTransaction(ds)).toBe(0);
+});
