@@ -10,6 +10,8 @@ import { TransactionScope, type PgClient } from "./transaction-scope";
 
 /** Content up to this size is created in batches (one statement for every object of a flush). */
 const BATCH_PIECE_LIMIT = 256 * 1024;
+/** Content bytes per batch statement. */
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 /** Where an object was created, as stored in the record table: `schema.table.column`. */
 export function createdFor(info: LargeObjectColumnInfo): string {
@@ -62,24 +64,57 @@ function createBatched(scope: TransactionScope, table: string, data: Buffer, ori
 function flushBatches(scope: TransactionScope): void {
   const queued = batches.get(scope.client) ?? [];
   batches.delete(scope.client);
-  for (const { table, items } of queued) {
-    // The CTE is materialized once (lo_from_bytea is volatile), so each object is created once and
-    // recorded in the same statement: no object can exist without its record.
-    const sql = `WITH input AS (
-        SELECT data, created_for, ord FROM unnest($1::bytea[], $2::text[]) WITH ORDINALITY AS i(data, created_for, ord)
-      ), created AS MATERIALIZED (
-        SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input
-      ), recorded AS (
-        INSERT INTO ${table} (oid, created_for) SELECT oid, created_for FROM created
-      )
-      SELECT oid FROM created ORDER BY ord`;
-    scope
-      .query<{ oid: number }>(sql, [items.map((i) => i.data), items.map((i) => i.createdFor)])
-      .then(
-        (rows) => items.forEach((item, n) => item.resolve(rows[n]!.oid)),
-        (err: unknown) => items.forEach((item) => item.reject(err)),
-      );
+  for (const { table, items: all } of queued) {
+    for (const items of byBytes(all, BATCH_BYTES)) sendBatch(scope, table, items);
   }
+}
+
+/** Splits a batch so that no statement carries more than `limit` bytes of content. */
+function byBytes(items: Pending[], limit: number): Pending[][] {
+  const groups: Pending[][] = [];
+  let bytes = Infinity;
+  for (const item of items) {
+    if (bytes + item.data.length > limit) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1]!.push(item);
+    bytes += item.data.length;
+  }
+  return groups;
+}
+
+function sendBatch(scope: TransactionScope, table: string, items: Pending[]): void {
+  // The CTE is materialized once (lo_from_bytea is volatile), so each object is created once and
+  // recorded in the same statement: no object can exist without its record.
+  // All contents travel as one binary bytea (pg sends Buffers unencoded; an array of them would
+  // go hex-encoded, twice the bytes) and are cut apart on the server by offset and length.
+  const sql = `WITH input AS (
+      SELECT ord, substring($1::bytea FROM start FOR len) AS data, created_for
+        FROM unnest($2::int4[], $3::int4[], $4::text[]) WITH ORDINALITY AS i(start, len, created_for, ord)
+    ), created AS MATERIALIZED (
+      SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input
+    ), recorded AS (
+      INSERT INTO ${table} (oid, created_for) SELECT oid, created_for FROM created
+    )
+    SELECT oid FROM created ORDER BY ord`;
+  const starts: number[] = [];
+  let next = 1;
+  for (const item of items) {
+    starts.push(next);
+    next += item.data.length;
+  }
+  scope
+    .query<{ oid: number }>(sql, [
+      Buffer.concat(items.map((i) => i.data)),
+      starts,
+      items.map((i) => i.data.length),
+      items.map((i) => i.createdFor),
+    ])
+    .then(
+      (rows) => items.forEach((item, n) => item.resolve(rows[n]!.oid)),
+      (err: unknown) => items.forEach((item) => item.reject(err)),
+    );
 }
 
 /**
