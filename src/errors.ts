@@ -20,6 +20,7 @@ export type LargeObjectErrorCode =
   | "ERR_LO_TOO_LARGE"
   | "ERR_LO_IN_USE"
   | "ERR_LO_NOT_REGISTERED"
+  | "ERR_LO_POOL_EXHAUSTED"
   | "ERR_LO_DATABASE";
 
 /** Context attached to an error: which object, where, and on which entity. */

@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager, QueryRunner } from "typeorm";
 import type { Client, QueryResultRow } from "pg";
-import { LargeObjectError, isConnectionFailure, toLargeObjectError } from "./errors";
+import { LargeObjectError, isConnectionFailure, isLargeObjectError, toLargeObjectError } from "./errors";
+import { connectWithin } from "./pool-acquire";
 
 /** Where large-object work runs: a data source, an entity manager, or a query runner. */
 export type LargeObjectSource = DataSource | EntityManager | QueryRunner;
@@ -136,7 +137,8 @@ export class TransactionScope {
     }
     let client: PgClient;
     try {
-      client = (await runner.connect()) as PgClient;
+      // A runner of our own waits for the pool at most the acquire timeout (ERR_LO_POOL_EXHAUSTED).
+      client = createdRunner ? await connectWithin(runner, dataSource) : ((await runner.connect()) as PgClient);
       // Decided in the queue, so that concurrent calls on one runner without a transaction share
       // the one the first of them starts, instead of each nesting a savepoint of its own.
       const { joins, starts } = await enqueue(client, async () => {
@@ -148,7 +150,8 @@ export class TransactionScope {
       const ownership: Ownership = createdRunner ? "runner" : starts ? "transaction" : "joined";
       return new TransactionScope(runner, client, ownership, joins || starts, options.readOnly === true);
     } catch (err) {
-      if (createdRunner) await releaseRunner(runner, err);
+      // After a timed-out wait, connectWithin hands the connection back when it finally comes.
+      if (createdRunner && !isLargeObjectError(err, "ERR_LO_POOL_EXHAUSTED")) await releaseRunner(runner, err);
       throw toLargeObjectError(err);
     }
   }
