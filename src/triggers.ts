@@ -16,6 +16,11 @@ const ROW_TRIGGER = "typeorm_large_object_rows";
 const TRUNCATE_TRIGGER = "typeorm_large_object_truncate";
 const INDEX_PREFIX = "typeorm_lo_";
 const MARKER = "typeorm-large-object";
+/** Setting (per session, role or database) capping the unlinks the triggers make in one transaction. */
+export const UNLINK_LIMIT_SETTING = "typeorm_large_object.unlink_limit";
+/** Below the shared lock table's default capacity (64 x max_connections), leaving room for others. */
+export const DEFAULT_UNLINK_LIMIT = 2000;
+const UNLINK_COUNT_SETTING = "typeorm_large_object.unlinked";
 /** Serializes concurrent installs (several application instances starting at once). */
 const INSTALL_LOCK_KEY = 0x746c6f01;
 
@@ -70,6 +75,7 @@ DECLARE
   ref record;
   used boolean;
   owner oid;
+  unlinked integer;
 BEGIN
   IF o IS NULL THEN RETURN false; END IF;
   -- Raw SQL can share an object between rows: it goes only when no large-object column still
@@ -93,7 +99,17 @@ BEGIN
   IF NOT (pg_catalog.pg_has_role(owner, 'USAGE') OR pg_catalog.current_setting('lo_compat_privileges')::boolean) THEN
     RETURN false;
   END IF;
+  -- lo_unlink holds a lock per object until commit, and the lock table is shared: past the limit,
+  -- the rest of a bulk DELETE or TRUNCATE is left to the sweep (recorded as due at once) rather
+  -- than failing the user's statement with "out of shared memory".
+  unlinked := COALESCE(NULLIF(pg_catalog.current_setting('${UNLINK_COUNT_SETTING}', true), ''), '0')::integer;
+  IF unlinked >= COALESCE(NULLIF(pg_catalog.current_setting('${UNLINK_LIMIT_SETTING}', true), ''), '${DEFAULT_UNLINK_LIMIT}')::integer THEN
+    INSERT INTO ${records} (oid, created_for, created_at) VALUES (o, 'deferred by a bulk delete', '-infinity')
+      ON CONFLICT (oid) DO UPDATE SET created_at = '-infinity';
+    RETURN false;
+  END IF;
   PERFORM pg_catalog.lo_unlink(o);
+  PERFORM pg_catalog.set_config('${UNLINK_COUNT_SETTING}', (unlinked + 1)::text, true);
   DELETE FROM ${records} r WHERE r.oid = o;
   RETURN true;
 END`;

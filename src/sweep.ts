@@ -1,0 +1,386 @@
+import type { DataSource } from "typeorm";
+import { LargeObjectError, toLargeObjectError } from "./errors";
+import { quoteIdentifier } from "./sql";
+import { TransactionScope, dataSourceOf } from "./transaction-scope";
+import { COLUMNS_TABLE, resolveHome } from "./triggers";
+
+/** Objects younger than this are never swept by default: one day. */
+export const DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000;
+/** `lo_unlink` takes one lock per object until commit; about 12k in one transaction exhausted the default lock table. */
+export const DEFAULT_SWEEP_BATCH_SIZE = 1000;
+const MAX_BATCH_SIZE = 10_000;
+const DEFAULT_CONCURRENCY = 2;
+/** Candidates are found this many at a time (one pass over every referencing table per chunk). */
+const DISCOVERY_CHUNK = 50_000;
+/** Advisory-lock namespace for objects that have no record row to lock (scope "all"). */
+const ADVISORY_NAMESPACE = 0x746c6f02;
+const INV_READ = 0x40000;
+
+/** Which objects a sweep may consider. */
+export type SweepScope = "recorded" | "all";
+
+/** Progress of a running sweep, reported after every batch. */
+export interface SweepProgress {
+  /** Orphans found so far (the total is known only when the last chunk has been searched). */
+  orphans: number;
+  /** Orphans handled so far (unlinked, or in a dry run, counted). */
+  processed: number;
+  unlinked: number;
+  bytesFreed: number;
+  batches: number;
+  /** True once every candidate has been found, so `processed / orphans` is a fraction of the whole. */
+  discoveryDone: boolean;
+}
+
+/** Options of {@link sweepOrphans}. */
+export interface SweepOptions {
+  /** Report what would be unlinked, change nothing (default false). */
+  dryRun?: boolean;
+  /** At most this many unlinks per transaction (default 1,000, at most 10,000). */
+  batchSize?: number;
+  /**
+   * Objects whose record is younger than this are left alone (default one day): an object created
+   * by `insert()` (autocommit) or in one transaction and referenced in a later one is unreferenced
+   * for a while, and a long upload may take hours. Orphans only cost disk until the next sweep.
+   */
+  graceMs?: number;
+  /**
+   * `"recorded"` (default): only objects this library created or adopted (listed in the record
+   * table). `"all"`: every large object in the database, like vacuumlo; objects without a record
+   * have no known age, so the grace period cannot protect them.
+   */
+  scope?: SweepScope;
+  /**
+   * Batches run at once, each in its own transaction on its own connection (default 2). Batches
+   * never share an object, and lo_unlink is bound by the server, so two keep it busy.
+   */
+  concurrency?: number;
+  /** Called after every batch. */
+  onProgress?: (progress: SweepProgress) => void;
+}
+
+/** What a sweep found and did. */
+export interface SweepReport {
+  dryRun: boolean;
+  scope: SweepScope;
+  /** Objects considered: records (scope "recorded"), or objects and records (scope "all"). */
+  scanned: number;
+  /** Unreferenced objects past the grace period, and records whose object no longer exists. */
+  orphans: number;
+  /** Objects unlinked (0 in a dry run). */
+  unlinked: number;
+  /** Bytes in the unlinked objects (in a dry run: bytes that would be freed). */
+  bytesFreed: number;
+  /** Records removed because their object no longer existed (in a dry run: that would be). */
+  missingRecords: number;
+  /**
+   * Orphans left in place: locked by a concurrent sweep or delete, referenced again by the time
+   * their batch ran, or owned by a role this one may not unlink for.
+   */
+  skipped: number;
+  /** Transactions used. */
+  batches: number;
+  durationMs: number;
+}
+
+interface ReferenceColumn {
+  schema: string;
+  table: string;
+  column: string;
+  /** Has the library's `(column::int8)` index, so probes should use that expression. */
+  int8Index: boolean;
+}
+
+function validate(options: SweepOptions): Required<Omit<SweepOptions, "onProgress">> {
+  const batchSize = options.batchSize ?? DEFAULT_SWEEP_BATCH_SIZE;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `batchSize must be an integer from 1 to ${MAX_BATCH_SIZE}, got ${String(batchSize)}`);
+  }
+  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  if (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0) {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `graceMs must be a finite number >= 0, got ${String(graceMs)}`);
+  }
+  const scope = options.scope ?? "recorded";
+  if (scope !== "recorded" && scope !== "all") {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `scope must be "recorded" or "all", got ${String(scope)}`);
+  }
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 16) {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `concurrency must be an integer from 1 to 16, got ${String(concurrency)}`);
+  }
+  return { dryRun: options.dryRun === true, batchSize, graceMs, scope, concurrency };
+}
+
+/**
+ * Every column of type oid or lo (or a domain over either) in every user table and materialized
+ * view, whether an entity declares it or not: an object any of them references is live.
+ */
+async function referenceColumns(scope: TransactionScope, records: string, home: string): Promise<ReferenceColumn[]> {
+  const hasColumnsTable = await scope.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [
+    `${quoteIdentifier(home)}.${quoteIdentifier(COLUMNS_TABLE)}`,
+  ]);
+  const indexed = hasColumnsTable[0]!.found
+    ? `EXISTS (SELECT 1 FROM ${quoteIdentifier(home)}.${quoteIdentifier(COLUMNS_TABLE)} l
+         WHERE l."table" = c.oid AND l."column" = a.attname AND l."index" IS NOT NULL)`
+    : "false";
+  return scope.query<ReferenceColumn>(
+    `WITH RECURSIVE oid_types AS (
+       SELECT 'pg_catalog.oid'::pg_catalog.regtype::oid AS oid
+       UNION
+       SELECT d.oid FROM pg_catalog.pg_type d JOIN oid_types o ON d.typbasetype = o.oid WHERE d.typtype = 'd'
+     )
+     SELECT n.nspname AS schema, c.relname AS table, a.attname AS column, ${indexed} AS "int8Index"
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE a.atttypid IN (SELECT oid FROM oid_types) AND a.attnum > 0 AND NOT a.attisdropped
+        AND c.relkind IN ('r', 'm')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+        AND c.oid <> pg_catalog.to_regclass($1)
+      ORDER BY 1, 2, 3`,
+    [records],
+  );
+}
+
+/** `NOT EXISTS` conditions saying that `expr` (an oid) is referenced by none of the columns. */
+function unreferenced(columns: ReferenceColumn[], expr: string): string {
+  if (columns.length === 0) return "true";
+  return columns
+    .map((c) => {
+      const table = `${quoteIdentifier(c.schema)}.${quoteIdentifier(c.table)}`;
+      const column = quoteIdentifier(c.column);
+      const test = c.int8Index ? `${column}::pg_catalog.int8 = (${expr})::pg_catalog.int8` : `${column} = ${expr}`;
+      return `NOT EXISTS (SELECT 1 FROM ${table} WHERE ${test})`;
+    })
+    .join("\n AND ");
+}
+
+const GRACE = "pg_catalog.now() - $2::double precision * interval '1 millisecond'";
+
+function candidatesSql(scope: SweepScope, records: string, columns: ReferenceColumn[]): string {
+  if (scope === "recorded") {
+    return `SELECT r.oid FROM ${records} r
+      WHERE r.oid > $1::oid AND r.created_at <= ${GRACE} AND ${unreferenced(columns, "r.oid")}
+      ORDER BY r.oid LIMIT $3`;
+  }
+  return `SELECT x.oid FROM (
+        SELECT m.oid, r.created_at FROM pg_catalog.pg_largeobject_metadata m LEFT JOIN ${records} r ON r.oid = m.oid
+        UNION ALL
+        SELECT r.oid, r.created_at FROM ${records} r
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = r.oid)
+      ) x
+      WHERE x.oid > $1::oid AND (x.created_at IS NULL OR x.created_at <= ${GRACE}) AND ${unreferenced(columns, "x.oid")}
+      ORDER BY x.oid LIMIT $3`;
+}
+
+/**
+ * One batch: lock the candidates (record rows FOR UPDATE SKIP LOCKED, so a concurrent sweep or a
+ * delete trigger holding one makes us skip it), check references again with this transaction's
+ * fresh snapshot, measure, then unlink and drop the records.
+ */
+function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[], dryRun: boolean): string {
+  const lockedRecorded = `SELECT r.oid FROM ${records} r
+      WHERE r.oid = ANY ($1::oid[]) AND r.created_at <= ${GRACE} FOR UPDATE SKIP LOCKED`;
+  const locked =
+    scope === "recorded"
+      ? lockedRecorded
+      : `${lockedRecorded}
+      UNION ALL
+      SELECT u.oid FROM (
+        SELECT c.oid FROM pg_catalog.unnest($1::oid[]) AS c(oid)
+         WHERE NOT EXISTS (SELECT 1 FROM ${records} r WHERE r.oid = c.oid) OFFSET 0
+      ) u WHERE pg_catalog.pg_try_advisory_xact_lock(${ADVISORY_NAMESPACE}::int8 * 4294967296 + u.oid::int8)`;
+  return `WITH locked AS (${locked}),
+    orphans AS MATERIALIZED (
+      SELECT l.oid, m.lomowner FROM locked l
+        LEFT JOIN pg_catalog.pg_largeobject_metadata m ON m.oid = l.oid
+       WHERE ${unreferenced(columns, "l.oid")}
+    ),
+    judged AS MATERIALIZED (
+      SELECT o.oid, o.lomowner IS NOT NULL AS present,
+             o.lomowner IS NOT NULL AND (pg_catalog.pg_has_role(o.lomowner, 'USAGE')
+               OR pg_catalog.current_setting('lo_compat_privileges')::boolean) AS mine
+        FROM orphans o
+    ),
+    sized AS MATERIALIZED (
+      SELECT j.oid, j.present, j.mine,
+             CASE WHEN j.mine THEN pg_catalog.lo_lseek64(pg_catalog.lo_open(j.oid, ${INV_READ}), 0, 2) END AS bytes
+        FROM judged j
+    )${
+      dryRun
+        ? ""
+        : `,
+    gone AS (DELETE FROM ${records} r USING sized s WHERE r.oid = s.oid AND (s.mine OR NOT s.present))`
+    }
+    SELECT s.oid, s.present, s.mine, s.bytes::text AS bytes${dryRun ? "" : ", CASE WHEN s.mine THEN pg_catalog.lo_unlink(s.oid) END AS unlinked"}
+      FROM sized s`;
+}
+
+async function inTransaction<T>(dataSource: DataSource, task: (scope: TransactionScope) => Promise<T>, commit: boolean): Promise<T> {
+  const scope = await TransactionScope.begin(dataSource, { transaction: true });
+  try {
+    const result = await task(scope);
+    if (commit) await scope.end();
+    else await scope.end(new Error("dry run"));
+    return result;
+  } catch (err) {
+    await scope.end(err).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Unlinks large objects that no row references any more: by default only objects this library
+ * created (listed in its record table) and only when older than the grace period. An object any
+ * `oid`/`lo` column of any table references is never an orphan, declared by an entity or not. At
+ * most `batchSize` objects are unlinked per transaction; safe to run while rows are written and
+ * deleted, and twice at once.
+ *
+ * @example
+ * const report = await sweepOrphans(dataSource, { dryRun: true });
+ * console.log(`${report.orphans} orphans, ${report.bytesFreed} bytes`);
+ */
+export async function sweepOrphans(dataSource: DataSource, options: SweepOptions = {}): Promise<SweepReport> {
+  const started = performance.now();
+  const { dryRun, batchSize, graceMs, scope, concurrency } = validate(options);
+  dataSourceOf(dataSource);
+  const report: SweepReport = {
+    dryRun,
+    scope,
+    scanned: 0,
+    orphans: 0,
+    unlinked: 0,
+    bytesFreed: 0,
+    missingRecords: 0,
+    skipped: 0,
+    batches: 0,
+    durationMs: 0,
+  };
+  let bytes = 0n;
+  let processed = 0;
+  try {
+    const setup = await TransactionScope.begin(dataSource, { transaction: false });
+    let records: string;
+    let home: string;
+    try {
+      ({ records, home } = await resolveHome(dataSource, setup));
+      const exists = await setup.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [records]);
+      if (!exists[0]!.found) {
+        throw new LargeObjectError(
+          "ERR_LO_NOT_REGISTERED",
+          `the record table ${records} does not exist: register the data source with registerLargeObjects() and synchronize or migrate`,
+        );
+      }
+      const counted = await setup.query<{ n: string }>(
+        scope === "recorded"
+          ? `SELECT count(*) AS n FROM ${records}`
+          : `SELECT (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)
+                  + (SELECT count(*) FROM ${records} r WHERE NOT EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = r.oid)) AS n`,
+      );
+      report.scanned = Number(counted[0]!.n);
+      await setup.end();
+    } catch (err) {
+      await setup.end(err).catch(() => undefined);
+      throw err;
+    }
+
+    let after = 0;
+    let discoveryDone = false;
+    while (!discoveryDone) {
+      // Candidates come from one read of the catalog and every referencing table per chunk;
+      // each batch then checks its own candidates again under lock.
+      const chunk = await inTransaction(
+        dataSource,
+        async (tx) => {
+          const found = await referenceColumns(tx, records, home);
+          const rows = await tx.query<{ oid: number }>(candidatesSql(scope, records, found), [after, graceMs, DISCOVERY_CHUNK]);
+          return { oids: rows.map((r) => r.oid), columns: found };
+        },
+        false,
+      );
+      const { oids: candidates, columns } = chunk;
+      discoveryDone = candidates.length < DISCOVERY_CHUNK;
+      if (candidates.length > 0) after = candidates[candidates.length - 1]!;
+      report.orphans += candidates.length;
+      const batches: number[][] = [];
+      for (let start = 0; start < candidates.length; start += batchSize) batches.push(candidates.slice(start, start + batchSize));
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < batches.length) {
+          const batch = batches[next++]!;
+          const rows = await runBatch(dataSource, scope, records, columns, batch, graceMs, dryRun);
+          report.batches += 1;
+          for (const row of rows) {
+            if (!row.present) report.missingRecords += 1;
+            else if (row.mine) {
+              if (!dryRun) report.unlinked += 1;
+              bytes += BigInt(row.bytes ?? "0");
+            }
+          }
+          report.skipped += batch.length - rows.filter((r) => !r.present || r.mine).length;
+          processed += batch.length;
+          report.bytesFreed = Number(bytes);
+          options.onProgress?.({
+            orphans: report.orphans,
+            processed,
+            unlinked: report.unlinked,
+            bytesFreed: report.bytesFreed,
+            batches: report.batches,
+            discoveryDone,
+          });
+        }
+      };
+      // The first failure stops the others from taking new batches; the ones in flight finish.
+      const workers = Array.from({ length: Math.min(concurrency, batches.length) }, () =>
+        worker().catch((err: unknown) => {
+          next = batches.length;
+          throw err;
+        }),
+      );
+      const results = await Promise.allSettled(workers);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+    }
+  } catch (err) {
+    throw toLargeObjectError(err);
+  }
+  report.bytesFreed = Number(bytes);
+  report.durationMs = Math.round(performance.now() - started);
+  return report;
+}
+
+interface BatchRow {
+  oid: number;
+  present: boolean;
+  mine: boolean;
+  bytes: string | null;
+}
+
+async function runBatch(
+  dataSource: DataSource,
+  scope: SweepScope,
+  records: string,
+  columns: ReferenceColumn[],
+  batch: number[],
+  graceMs: number,
+  dryRun: boolean,
+): Promise<BatchRow[]> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await inTransaction(
+        dataSource,
+        // The columns are those of the chunk's search (a few seconds old at most): a table created
+        // since could only reference one of these objects if someone stored an orphan's oid in it.
+        (tx) => tx.query<BatchRow>(batchSql(scope, records, columns, dryRun), [batch, graceMs]),
+        !dryRun,
+      );
+    } catch (err) {
+      // An object without a record (scope "all") may be unlinked by someone else between our
+      // look at the catalog and lo_unlink: the next attempt no longer sees it.
+      const vanished = (err as { code?: unknown }).code === "42704";
+      if (!vanished || attempt >= 3) throw err;
+    }
+  }
+}
