@@ -182,16 +182,19 @@ function candidatesSql(scope: SweepScope, records: string, columns: ReferenceCol
 function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[], dryRun: boolean): string {
   const lockedRecorded = `SELECT r.oid FROM ${records} r
       WHERE r.oid = ANY ($1::oid[]) AND r.created_at <= ${GRACE} FOR UPDATE SKIP LOCKED`;
+  // Objects without a record have no row to lock: a transaction-scoped advisory lock stands in.
   const locked =
     scope === "recorded"
-      ? lockedRecorded
-      : `${lockedRecorded}
-      UNION ALL
+      ? `locked AS (${lockedRecorded})`
+      : `locked_recorded AS (${lockedRecorded}),
+    locked_free AS (
       SELECT u.oid FROM (
         SELECT c.oid FROM pg_catalog.unnest($1::oid[]) AS c(oid)
          WHERE NOT EXISTS (SELECT 1 FROM ${records} r WHERE r.oid = c.oid) OFFSET 0
-      ) u WHERE pg_catalog.pg_try_advisory_xact_lock(${ADVISORY_NAMESPACE}::int8 * 4294967296 + u.oid::int8)`;
-  return `WITH locked AS (${locked}),
+      ) u WHERE pg_catalog.pg_try_advisory_xact_lock(${ADVISORY_NAMESPACE}::int8 * 4294967296 + u.oid::int8)
+    ),
+    locked AS (SELECT oid FROM locked_recorded UNION ALL SELECT oid FROM locked_free)`;
+  return `WITH ${locked},
     orphans AS MATERIALIZED (
       SELECT l.oid, m.lomowner FROM locked l
         LEFT JOIN pg_catalog.pg_largeobject_metadata m ON m.oid = l.oid

@@ -1,0 +1,49 @@
+import type { DataSource } from "typeorm";
+import { sweepOrphans } from "../../src/sweep";
+import { countObjects } from "../support/database";
+import { openOrmDataSource } from "../support/orm";
+import { dropCleanup, expectGone, expectIntact, saveWithContent, type Stored } from "../support/cleanup";
+import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+
+let ds: DataSource;
+beforeAll(async () => {
+  ds = await openOrmDataSource(CLEANUP_ENTITIES);
+  await ds.query(`CREATE SCHEMA sweep_elsewhere`);
+  await ds.query(`CREATE DOMAIN sweep_elsewhere.lo AS oid`);
+  await ds.query(`CREATE DOMAIN sweep_elsewhere.blob_ref AS sweep_elsewhere.lo`);
+  await ds.query(`CREATE TABLE sweep_elsewhere.legacy (id serial PRIMARY KEY, plain oid, via_lo sweep_elsewhere.lo, via_domain sweep_elsewhere.blob_ref)`);
+  await ds.query(`CREATE TABLE public.sweep_holder (id serial PRIMARY KEY, ref oid)`);
+  await ds.query(`CREATE MATERIALIZED VIEW public.sweep_snapshot AS SELECT 0::oid AS ref WITH NO DATA`);
+});
+afterAll(async () => {
+  await ds?.query(`DROP SCHEMA IF EXISTS sweep_elsewhere CASCADE`);
+  await ds?.query(`DROP MATERIALIZED VIEW IF EXISTS public.sweep_snapshot`);
+  await ds?.query(`DROP TABLE IF EXISTS public.sweep_holder`);
+  await dropCleanup(ds);
+});
+
+test("objects referenced only by columns no entity declares (oid, a domain named lo, a domain over it, a materialized view) survive any sweep", async () => {
+  const rows = await saveWithContent(ds, CleanupDoc, 6, 900);
+  const [plain, viaLo, viaDomain, inHolder, inView, orphan] = rows as [Stored, Stored, Stored, Stored, Stored, Stored];
+  await ds.query(`INSERT INTO sweep_elsewhere.legacy (plain, via_lo, via_domain) VALUES ($1, NULL, NULL), (NULL, $2, NULL), (NULL, NULL, $3)`, [
+    plain.oid,
+    viaLo.oid,
+    viaDomain.oid,
+  ]);
+  await ds.query(`INSERT INTO public.sweep_holder (ref) VALUES ($1)`, [inHolder.oid]);
+  await ds.query(`DROP MATERIALIZED VIEW public.sweep_snapshot`);
+  await ds.query(`CREATE MATERIALIZED VIEW public.sweep_snapshot AS SELECT $$${inView.oid}$$::oid AS ref`);
+  // The entity's own rows let go of all six, without the triggers (as after a DROP TABLE).
+  await ds.query(`ALTER TABLE cleanup_doc DISABLE TRIGGER USER`);
+  await ds.query(`DELETE FROM cleanup_doc`);
+  await ds.query(`ALTER TABLE cleanup_doc ENABLE TRIGGER USER`);
+  const before = await countObjects(ds);
+
+  const recorded = await sweepOrphans(ds, { graceMs: 0 });
+  expect(recorded.unlinked).toBe(1);
+  const all = await sweepOrphans(ds, { graceMs: 0, scope: "all" });
+  expect(all.unlinked).toBe(0);
+  expect(await countObjects(ds)).toBe(before - 1);
+  await expectGone(ds, [orphan]);
+  await expectIntact(ds, [plain, viaLo, viaDomain, inHolder, inView]);
+});
