@@ -1,0 +1,79 @@
+import type { DataSource } from "typeorm";
+import { isLargeObjectError } from "../../src";
+import { sweepOrphans, type SweepProgress } from "../../src/sweep";
+import { countObjects } from "../support/database";
+import { openOrmDataSource } from "../support/orm";
+import { countRecords, dropCleanup, saveWithContent } from "../support/cleanup";
+import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+
+let ds: DataSource;
+beforeAll(async () => {
+  ds = await openOrmDataSource(CLEANUP_ENTITIES);
+});
+afterAll(async () => {
+  await dropCleanup(ds);
+});
+
+/** Records `n` objects of `size` bytes that no row references. */
+async function orphans(n: number, size: number, age = "2 days"): Promise<void> {
+  await ds.query(
+    `WITH created AS MATERIALIZED (SELECT lo_from_bytea(0, decode(repeat('ab', $2), 'hex')) AS oid FROM generate_series(1, $1))
+     INSERT INTO typeorm_large_objects (oid, created_for, created_at) SELECT oid, 'gone.table.column', now() - $3::interval FROM created`,
+    [n, size, age],
+  );
+}
+
+test("a dry run reports what a sweep would do and changes nothing; the sweep then does exactly that", async () => {
+  const live = await saveWithContent(ds, CleanupDoc, 3, 1000);
+  await orphans(25, 10);
+  const before = await countObjects(ds);
+  const records = await countRecords(ds);
+  const progress: SweepProgress[] = [];
+  const dry = await sweepOrphans(ds, { dryRun: true, batchSize: 10, concurrency: 1, onProgress: (p) => progress.push(p) });
+  expect(dry).toMatchObject({ dryRun: true, scanned: 28, orphans: 25, unlinked: 0, bytesFreed: 250, batches: 3, skipped: 0 });
+  expect(progress.map((p) => p.processed)).toEqual([10, 20, 25]);
+  expect(await countObjects(ds)).toBe(before);
+  expect(await countRecords(ds)).toBe(records);
+
+  const done = await sweepOrphans(ds, { batchSize: 10, concurrency: 1 });
+  expect(done).toMatchObject({ dryRun: false, orphans: 25, unlinked: 25, bytesFreed: 250, batches: 3 });
+  expect(done.durationMs).toBeGreaterThanOrEqual(0);
+  expect(await countObjects(ds)).toBe(before - 25);
+  expect(await countRecords(ds)).toBe(records - 25);
+  expect((await sweepOrphans(ds)).orphans).toBe(0);
+  await ds.query("DELETE FROM cleanup_doc");
+  expect(live).toHaveLength(3);
+});
+
+test("the grace period holds back younger orphans", async () => {
+  await orphans(3, 1, "2 hours");
+  await orphans(2, 1, "2 days");
+  expect((await sweepOrphans(ds)).unlinked).toBe(2);
+  expect((await sweepOrphans(ds, { graceMs: 3 * 3600_000 })).unlinked).toBe(0);
+  expect((await sweepOrphans(ds, { graceMs: 3600_000 })).unlinked).toBe(3);
+});
+
+test("records whose object no longer exists are removed and counted apart", async () => {
+  await orphans(2, 1);
+  await ds.query("SELECT lo_unlink(oid) FROM typeorm_large_objects");
+  const report = await sweepOrphans(ds);
+  expect(report).toMatchObject({ orphans: 2, unlinked: 0, missingRecords: 2 });
+  expect(await countRecords(ds)).toBe(0);
+});
+
+test("bad options are ERR_LO_INVALID_ARGUMENT", async () => {
+  for (const options of [{ batchSize: 0 }, { batchSize: 1.5 }, { batchSize: 20_000 }, { graceMs: -1 }, { graceMs: Number.NaN }, { concurrency: 0 }]) {
+    const err: unknown = await sweepOrphans(ds, options).catch((e: unknown) => e);
+    expect(isLargeObjectError(err, "ERR_LO_INVALID_ARGUMENT")).toBe(true);
+  }
+  const err: unknown = await sweepOrphans(ds, { scope: "everything" as "all" }).catch((e: unknown) => e);
+  expect(isLargeObjectError(err, "ERR_LO_INVALID_ARGUMENT")).toBe(true);
+});
+
+test("each transaction unlinks at most batchSize objects", async () => {
+  await orphans(30, 1);
+  const unlinkedAfterEachBatch: number[] = [];
+  const report = await sweepOrphans(ds, { batchSize: 7, concurrency: 1, onProgress: (p) => unlinkedAfterEachBatch.push(p.unlinked) });
+  expect(report).toMatchObject({ batches: 5, unlinked: 30 });
+  expect(unlinkedAfterEachBatch).toEqual([7, 14, 21, 28, 30]);
+});
