@@ -14,7 +14,8 @@ const DEFAULT_CONCURRENCY = 2;
 const DISCOVERY_CHUNK = 50_000;
 /** Advisory-lock namespace for objects that have no record row to lock (scope "all"). */
 const ADVISORY_NAMESPACE = 0x746c6f02;
-const INV_READ = 0x40000;
+/** lo_open mode for reading. */
+export const INV_READ = 0x40000;
 
 /** Which objects a sweep may consider. */
 export type SweepScope = "recorded" | "all";
@@ -83,7 +84,8 @@ export interface SweepReport {
   durationMs: number;
 }
 
-interface ReferenceColumn {
+/** A column whose values count as references to large objects. */
+export interface ReferenceColumn {
   schema: string;
   table: string;
   column: string;
@@ -115,7 +117,7 @@ function validate(options: SweepOptions): Required<Omit<SweepOptions, "onProgres
  * Every column of type oid or lo (or a domain over either) in every user table and materialized
  * view, whether an entity declares it or not: an object any of them references is live.
  */
-async function referenceColumns(scope: TransactionScope, records: string, home: string): Promise<ReferenceColumn[]> {
+export async function referenceColumns(scope: TransactionScope, records: string, home: string): Promise<ReferenceColumn[]> {
   const hasColumnsTable = await scope.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [
     `${quoteIdentifier(home)}.${quoteIdentifier(COLUMNS_TABLE)}`,
   ]);
@@ -144,7 +146,7 @@ async function referenceColumns(scope: TransactionScope, records: string, home: 
 }
 
 /** `NOT EXISTS` conditions saying that `expr` (an oid) is referenced by none of the columns. */
-function unreferenced(columns: ReferenceColumn[], expr: string): string {
+export function unreferenced(columns: ReferenceColumn[], expr: string): string {
   if (columns.length === 0) return "true";
   return columns
     .map((c) => {

@@ -43,7 +43,7 @@ test("an orphan owned by a role the sweeping role may not act for is skipped and
   await ds.query(`INSERT INTO typeorm_large_objects (oid, created_for) VALUES ($1, 'x'), ($2, 'x')`, [mine, theirs]);
   const url = new URL(databaseUrl());
   url.username = "sweep_limited";
-  const limited = registerLargeObjects(makeDataSource({ url: url.toString(), entities: CLEANUP_ENTITIES }));
+  const limited = registerLargeObjects(makeDataSource({ url: url.toString(), entities: CLEANUP_ENTITIES } as Parameters<typeof makeDataSource>[0]));
   try {
     await limited.initialize();
     const report = await sweepOrphans(limited, { graceMs: 0 });
