@@ -22,3 +22,17 @@ export type {
   EntityWriteStreamOptions,
 } from "./large-object-repository";
 export { LargeObjectRecord, RECORDS_TABLE } from "./records";
+export {
+  syncLargeObjectTriggers,
+  installLargeObjectTriggers,
+  removeLargeObjectTriggers,
+  largeObjectTriggerStatements,
+  findReferences,
+  UNLINK_LIMIT_SETTING,
+  DEFAULT_UNLINK_LIMIT,
+} from "./triggers";
+export type { TriggerMigrationStatements, LargeObjectReference } from "./triggers";
+export { sweepOrphans, DEFAULT_GRACE_MS, DEFAULT_SWEEP_BATCH_SIZE } from "./sweep";
+export type { SweepOptions, SweepReport, SweepProgress, SweepScope } from "./sweep";
+export { largeObjectStatus } from "./status";
+export type { LargeObjectStatus } from "./status";
