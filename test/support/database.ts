@@ -14,7 +14,7 @@ export function databaseUrl(): string {
   return url.toString();
 }
 
-type Extra = Partial<Omit<DataSourceOptions, "type">> & { poolSize?: number };
+type Extra = Partial<Omit<Extract<DataSourceOptions, { type: "postgres" }>, "type">>;
 
 /** A DataSource on this worker's database (not yet initialised). */
 export function makeDataSource(options: Extra = {}): DataSource {
