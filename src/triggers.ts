@@ -60,11 +60,12 @@ function dollarQuote(body: string): string {
 }
 
 /**
- * The function bodies. Columns are found at run time in the column table, by table oid (so renamed
- * tables keep working) and column name; a column that was dropped is skipped, never an error, so
- * TypeORM may drop or retype a column before the triggers are refreshed. The triggers themselves
- * name no column: a trigger with `UPDATE OF col` or a WHEN clause on the column would make
- * PostgreSQL refuse `ALTER TABLE ... DROP COLUMN` without CASCADE.
+ * The function bodies. The triggers pass their table's large-object columns as arguments (no
+ * lookup per row); the reference check finds every covered column in the column table, by table
+ * oid (so renamed tables keep working) and column name. A column dropped or renamed since the last
+ * sync is skipped, never an error, so TypeORM may drop or retype a column before the triggers are
+ * refreshed. The triggers name no column in their definition: `UPDATE OF col` or a WHEN clause on
+ * the column would make PostgreSQL refuse `ALTER TABLE ... DROP COLUMN` without CASCADE.
  */
 function functionSql(home: string, records: string): { name: string; signature: string; sql: string }[] {
   const columns = qualified(home, COLUMNS_TABLE);
@@ -119,14 +120,18 @@ DECLARE
   old_oid oid;
   new_oid oid;
 BEGIN
-  FOR col IN SELECT l."column" FROM (${liveColumns}) l WHERE l."table" = TG_RELID
+  FOREACH col IN ARRAY TG_ARGV
   LOOP
-    IF TG_OP = 'DELETE' THEN
-      EXECUTE pg_catalog.format('SELECT ($1).%I', col) INTO old_oid USING OLD;
-    ELSE
-      EXECUTE pg_catalog.format('SELECT ($1).%1$I, ($2).%1$I', col) INTO old_oid, new_oid USING OLD, NEW;
-      CONTINUE WHEN old_oid IS NOT DISTINCT FROM new_oid;
-    END IF;
+    BEGIN
+      IF TG_OP = 'DELETE' THEN
+        EXECUTE pg_catalog.format('SELECT ($1).%I', col) INTO old_oid USING OLD;
+      ELSE
+        EXECUTE pg_catalog.format('SELECT ($1).%1$I, ($2).%1$I', col) INTO old_oid, new_oid USING OLD, NEW;
+      END IF;
+    EXCEPTION WHEN undefined_column THEN
+      CONTINUE;
+    END;
+    CONTINUE WHEN TG_OP = 'UPDATE' AND old_oid IS NOT DISTINCT FROM new_oid;
     PERFORM ${qualified(home, RELEASE_FUNCTION)}(old_oid, NULL);
   END LOOP;
   RETURN NULL;
@@ -136,7 +141,8 @@ DECLARE
   col text;
   o oid;
 BEGIN
-  FOR col IN SELECT l."column" FROM (${liveColumns}) l WHERE l."table" = TG_RELID
+  FOR col IN SELECT a.attname::text FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = TG_RELID AND a.attname = ANY (TG_ARGV) AND NOT a.attisdropped
   LOOP
     FOR o IN EXECUTE pg_catalog.format('SELECT DISTINCT %1$I FROM %2$s WHERE %1$I IS NOT NULL', col, TG_RELID::pg_catalog.regclass)
     LOOP
@@ -196,14 +202,15 @@ function installColumnSql(home: string, column: TriggerColumn): string[] {
   ];
 }
 
-function installTableSql(home: string, table: Pick<TriggerColumn, "schema" | "table">): string[] {
+function installTableSql(home: string, table: Pick<TriggerColumn, "schema" | "table">, columns: string[]): string[] {
   const name = tableName(table);
+  const args = columns.map(literal).join(", ");
   return [
     `DROP TRIGGER IF EXISTS ${quoteIdentifier(ROW_TRIGGER)} ON ${name}`,
-    `CREATE TRIGGER ${quoteIdentifier(ROW_TRIGGER)} AFTER UPDATE OR DELETE ON ${name} FOR EACH ROW EXECUTE FUNCTION ${qualified(home, ROW_FUNCTION)}()`,
+    `CREATE TRIGGER ${quoteIdentifier(ROW_TRIGGER)} AFTER UPDATE OR DELETE ON ${name} FOR EACH ROW EXECUTE FUNCTION ${qualified(home, ROW_FUNCTION)}(${args})`,
     `COMMENT ON TRIGGER ${quoteIdentifier(ROW_TRIGGER)} ON ${name} IS ${literal(`${MARKER}: unlinks the large objects of deleted rows and replaced values`)}`,
     `DROP TRIGGER IF EXISTS ${quoteIdentifier(TRUNCATE_TRIGGER)} ON ${name}`,
-    `CREATE TRIGGER ${quoteIdentifier(TRUNCATE_TRIGGER)} BEFORE TRUNCATE ON ${name} FOR EACH STATEMENT EXECUTE FUNCTION ${qualified(home, TRUNCATE_FUNCTION)}()`,
+    `CREATE TRIGGER ${quoteIdentifier(TRUNCATE_TRIGGER)} BEFORE TRUNCATE ON ${name} FOR EACH STATEMENT EXECUTE FUNCTION ${qualified(home, TRUNCATE_FUNCTION)}(${args})`,
     `COMMENT ON TRIGGER ${quoteIdentifier(TRUNCATE_TRIGGER)} ON ${name} IS ${literal(`${MARKER}: unlinks the large objects of a truncated table`)}`,
   ];
 }
@@ -387,8 +394,9 @@ export async function syncLargeObjectTriggers(source: DataSource | QueryRunner):
     }
 
     // Tables that carry our triggers: keep them on tables with covered columns, drop them elsewhere.
-    const triggered = await scope.query<{ schema: string; table: string; triggers: string[] }>(
-      `SELECT n.nspname AS schema, c.relname AS table, pg_catalog.array_agg(t.tgname::text) AS triggers
+    const triggered = await scope.query<{ schema: string; table: string; triggers: string[]; args: Buffer[] }>(
+      `SELECT n.nspname AS schema, c.relname AS table, pg_catalog.array_agg(t.tgname::text ORDER BY t.tgname) AS triggers,
+              pg_catalog.array_agg(t.tgargs ORDER BY t.tgname) AS args
          FROM pg_catalog.pg_trigger t
          JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -397,11 +405,12 @@ export async function syncLargeObjectTriggers(source: DataSource | QueryRunner):
         GROUP BY n.nspname, c.relname`,
       [ROW_TRIGGER, TRUNCATE_TRIGGER, `${qualified(home, ROW_FUNCTION)}()`, `${qualified(home, TRUNCATE_FUNCTION)}()`],
     );
-    const covered = await scope.query<{ schema: string; table: string }>(
-      `SELECT DISTINCT n.nspname AS schema, t.relname AS table
+    const covered = await scope.query<{ schema: string; table: string; columns: string[] }>(
+      `SELECT n.nspname AS schema, t.relname AS table, pg_catalog.array_agg(c."column" ORDER BY c."column") AS columns
          FROM ${qualified(home, COLUMNS_TABLE)} c
          JOIN pg_catalog.pg_class t ON t.oid = c."table"
-         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace`,
+         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+        GROUP BY n.nspname, t.relname`,
     );
     const coveredKeys = new Set(covered.map((t) => `${t.schema}\u0000${t.table}`));
     for (const table of triggered) {
@@ -412,14 +421,34 @@ export async function syncLargeObjectTriggers(source: DataSource | QueryRunner):
     }
     for (const table of covered) {
       const found = triggered.find((t) => t.schema === table.schema && t.table === table.table);
-      if (found !== undefined && found.triggers.includes(ROW_TRIGGER) && found.triggers.includes(TRUNCATE_TRIGGER)) continue;
-      await run(installTableSql(home, table));
+      const wantedArgs = table.columns.join("\u0000");
+      const current =
+        found !== undefined &&
+        found.triggers.length === 2 &&
+        found.triggers.includes(ROW_TRIGGER) &&
+        found.triggers.includes(TRUNCATE_TRIGGER) &&
+        found.args.every((a) => triggerArguments(a).join("\u0000") === wantedArgs);
+      if (current) continue;
+      await run(installTableSql(home, table, table.columns));
       changed = true;
     }
     // The functions join the column table with pg_attribute on every release: without statistics
     // the planner scans pg_attribute each time (measured: 15x slower deletes).
     if (changed) await scope.query(`ANALYZE ${qualified(home, COLUMNS_TABLE)}`);
   });
+}
+
+/** pg_trigger.tgargs: each argument followed by a NUL byte. */
+function triggerArguments(raw: Buffer): string[] {
+  const args: string[] = [];
+  let start = 0;
+  for (let i = 0; i < raw.length; i += 1) {
+    if (raw[i] === 0) {
+      args.push(raw.subarray(start, i).toString("utf8"));
+      start = i + 1;
+    }
+  }
+  return args;
 }
 
 function bodyOf(sql: string): string {
@@ -509,7 +538,13 @@ export async function largeObjectTriggerStatements(source: DataSource | QueryRun
       ...columnsTableSql(home),
       ...functionSql(home, records).map((f) => f.sql),
       ...columns.flatMap((c) => installColumnSql(home, c)),
-      ...tables.flatMap((t) => installTableSql(home, t)),
+      ...tables.flatMap((t) =>
+        installTableSql(
+          home,
+          t,
+          columns.filter((c) => c.schema === t.schema && c.table === t.table).map((c) => c.column),
+        ),
+      ),
       `ANALYZE ${qualified(home, COLUMNS_TABLE)}`,
     ];
     const down = [...tables.flatMap((t) => removeTableSql(t)), ...columns.flatMap((c) => removeColumnSql(home, c))];

@@ -112,14 +112,19 @@ test("synchronize can drop a large-object column, and the sync drops its index; 
   expect(now.triggers).toEqual([]);
 });
 
-test("a renamed table keeps its triggers working; a column that does not exist yet is skipped", async () => {
+test("a renamed table keeps its triggers working; a dropped column is skipped before and by the next sync", async () => {
   ds = await open(SyncDocV2);
   const [row] = await saveWithContent(ds, SyncDocV2, 1, 310);
   await ds.query(`ALTER TABLE sync_doc RENAME TO sync_doc_renamed`);
   await ds.query(`DELETE FROM sync_doc_renamed`);
   await expectGone(ds, [row!]);
   await ds.query(`ALTER TABLE sync_doc_renamed RENAME TO sync_doc`);
+  await saveWithContent(ds, SyncDocV2, 2, 311);
   await ds.query(`ALTER TABLE sync_doc DROP COLUMN file`);
+  // Before the triggers are refreshed, the dropped column is skipped, not an error.
+  await ds.query(`DELETE FROM sync_doc WHERE id = (SELECT min(id) FROM sync_doc)`);
+  await ds.query(`UPDATE sync_doc SET id = id`);
+  await ds.query(`TRUNCATE sync_doc`);
   await expect(syncLargeObjectTriggers(ds)).resolves.toBeUndefined();
   expect((await installed(ds)).columns).toEqual([]);
 });
