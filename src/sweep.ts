@@ -378,7 +378,12 @@ async function runBatch(
         dataSource,
         // The columns are those of the chunk's search (a few seconds old at most): a table created
         // since could only reference one of these objects if someone stored an orphan's oid in it.
-        (tx) => tx.query<BatchRow>(batchSql(scope, records, columns, dryRun), [batch, graceMs]),
+        async (tx) => {
+          // Losing a batch's commit in a crash only brings its orphans (and their records) back for
+          // the next sweep, so the batch need not wait for the WAL flush.
+          await tx.query("SET LOCAL synchronous_commit = off");
+          return tx.query<BatchRow>(batchSql(scope, records, columns, dryRun), [batch, graceMs]);
+        },
         !dryRun,
       );
     } catch (err) {
