@@ -1,0 +1,113 @@
+import { createHash } from "node:crypto";
+import { request } from "node:http";
+import type { DataSource } from "typeorm";
+import { createApp, type App } from "../../sample-app/src/app";
+import { Document } from "../../sample-app/src/document";
+import type { UploadEvent } from "../../sample-app/src/events";
+import { dropAll, openOrmDataSource } from "./orm";
+
+/** The sample app on this worker's test database, listening on a free port. */
+export interface SampleServer {
+  app: App;
+  url: string;
+  dataSource: DataSource;
+}
+
+/** Starts the sample app on a fresh data source (schema synchronized) and a free port. */
+export async function startSample(options: { poolSize?: number; maxUploadBytes?: number } = {}): Promise<SampleServer> {
+  const dataSource = await openOrmDataSource([Document], options.poolSize ? { poolSize: options.poolSize } : {});
+  const app = createApp({ dataSource, maxUploadBytes: options.maxUploadBytes ?? 256 * 1024 * 1024, onError: () => undefined });
+  const url = await app.listen(0);
+  return { app, url, dataSource };
+}
+
+/** Stops the app, drops its tables and unlinks every object. */
+export async function stopSample(sample: SampleServer | undefined): Promise<void> {
+  if (sample === undefined) return;
+  await sample.app.close();
+  await dropAll(sample.dataSource);
+}
+
+/** Rows in the documents table. */
+export async function countDocuments(ds: DataSource): Promise<number> {
+  return ds.manager.count(Document);
+}
+
+/** Lowercase hex SHA-256. */
+export function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** A response read whole: status, headers and body. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** One HTTP request with node:http (no pooling), body sent in 1 MiB pieces, the response read whole. */
+export function send(url: string, options: { method?: string; headers?: Record<string, string | number>; body?: Buffer } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? "GET", headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    const body = options.body;
+    if (body === undefined) {
+      req.end();
+      return;
+    }
+    let offset = 0;
+    const writeMore = (): void => {
+      while (offset < body.length) {
+        const piece = body.subarray(offset, offset + 1024 * 1024);
+        offset += piece.length;
+        if (!req.write(piece)) {
+          req.once("drain", writeMore);
+          return;
+        }
+      }
+      req.end();
+    };
+    writeMore();
+  });
+}
+
+/** A multipart/form-data body with one file part, as a browser sends it. */
+export function multipartBody(field: string, filename: string, type: string, content: Buffer): { body: Buffer; contentType: string } {
+  const boundary = `----sample${createHash("sha1").update(content.subarray(0, 64)).digest("hex")}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${filename}"\r\nContent-Type: ${type}\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  return { body: Buffer.concat([head, content, tail]), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/** The next upload event of a given phase. */
+export function nextUploadEvent<P extends UploadEvent["phase"]>(app: App, phase: P, timeoutMs = 20_000): Promise<Extract<UploadEvent, { phase: P }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      app.events.off("upload", listener);
+      reject(new Error(`no "${phase}" upload event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (event: UploadEvent): void => {
+      if (event.phase !== phase) return;
+      clearTimeout(timer);
+      app.events.off("upload", listener);
+      resolve(event as Extract<UploadEvent, { phase: P }>);
+    };
+    app.events.on("upload", listener);
+  });
+}
+
+/** Waits until `check` holds (polling every 20 ms), or fails after `timeoutMs`. */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
