@@ -55,9 +55,14 @@ async function store(
 
 /** Feeds the request into `meter`, and fails it when the client goes away before the end. */
 function feed(req: IncomingMessage, source: Readable, meter: ContentMeter): void {
-  source.on("error", (err) => meter.destroy(err));
+  source.on("error", (err) => meter.destroy(badRequest(err)));
   source.pipe(meter);
   abortedBy(req, meter);
+}
+
+/** A failure of the request's own stream (a cut connection, a malformed form) is the client's. */
+function badRequest(err: Error): HttpError {
+  return err instanceof HttpError ? err : new HttpError(400, err.message);
 }
 
 function abortedBy(req: IncomingMessage, target: { destroy(err: Error): unknown }): void {
@@ -118,7 +123,7 @@ export function storeMultipartUpload(
     });
     form.on("file", (_field, file, info) => {
       meter = new ContentMeter(maxUploadBytes);
-      file.on("error", (err) => meter?.destroy(err));
+      file.on("error", (err: Error) => meter?.destroy(badRequest(err)));
       file.pipe(meter);
       store(dataSource, events, meter, { name: info.filename || "upload", contentType: info.mimeType || "application/octet-stream" }, formRead).then(
         resolve,

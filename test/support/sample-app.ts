@@ -1,10 +1,14 @@
 import { createHash } from "node:crypto";
-import { request } from "node:http";
+import { once } from "node:events";
+import { request, type ClientRequest, type IncomingMessage } from "node:http";
 import type { DataSource } from "typeorm";
+import { RECORDS_TABLE } from "../../src";
 import { createApp, type App } from "../../sample-app/src/app";
 import { Document } from "../../sample-app/src/document";
 import type { UploadEvent } from "../../sample-app/src/events";
+import { countObjects, idleInTransaction, randomBytes } from "./database";
 import { dropAll, openOrmDataSource } from "./orm";
+import { checkedOut } from "./pool";
 
 /** The sample app on this worker's test database, listening on a free port. */
 export interface SampleServer {
@@ -110,4 +114,31 @@ export async function eventually(check: () => boolean | Promise<boolean>, what: 
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Asserts that nothing of a refused or aborted upload is left: no row, no object, no record, no connection. */
+export async function expectNothingLeft(sample: SampleServer): Promise<void> {
+  const ds = sample.dataSource;
+  await eventually(() => checkedOut(ds) === 0, "every connection back in the pool");
+  expect(await countDocuments(ds)).toBe(0);
+  expect(await countObjects(ds)).toBe(0);
+  const records: { n: string }[] = await ds.query(`SELECT count(*) AS n FROM ${RECORDS_TABLE}`);
+  expect(Number(records[0]!.n)).toBe(0);
+  expect(await idleInTransaction(ds)).toBe(0);
+}
+
+/** Writes `piece` to a request until `bytes` have gone out, honouring backpressure. */
+export async function writeBytes(req: ClientRequest, bytes: number, seed = 1): Promise<void> {
+  const piece = randomBytes(256 * 1024, seed);
+  for (let sent = 0; sent < bytes; sent += piece.length) {
+    if (!req.write(piece.subarray(0, Math.min(piece.length, bytes - sent)))) await once(req, "drain");
+  }
+}
+
+/** Resolves with the response of a request whose body is still being written, or undefined if it fails. */
+export function responseOf(req: ClientRequest): Promise<IncomingMessage | undefined> {
+  return new Promise((resolve) => {
+    req.once("response", resolve);
+    req.once("error", () => resolve(undefined));
+  });
 }
