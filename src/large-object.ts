@@ -4,6 +4,7 @@ import { TransactionScope, type LargeObjectSource } from "./transaction-scope";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
 import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
+import { PipelinedWriter } from "./write-pipeline";
 
 /** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
 export type LargeObjectMode = "r" | "w" | "rw" | "a";
@@ -208,15 +209,24 @@ export class LargeObject {
     return buffer.length;
   }
 
-  /** Writes one piece with a single statement; the hot path of every write stream. */
+  /** Writes one piece with a single statement. */
   async writePiece(piece: Buffer): Promise<void> {
     this.assertOpen();
     this.assertCan("write");
-    const sql =
-      this.mode === "a"
-        ? "SELECT lowrite($1, $2) FROM (SELECT lo_lseek64($1, 0, 2) OFFSET 0) AS to_end"
-        : "SELECT lowrite($1, $2)";
-    await this.run((scope) => scope.query(sql, [this.fd, piece]));
+    await this.run((scope) => scope.query(this.writeSql(), [this.fd, piece]));
+  }
+
+  /** A writer keeping a second `lowrite` in flight on the connection: the hot path of write streams. */
+  pipelinedWriter(): PipelinedWriter {
+    this.assertOpen();
+    this.assertCan("write");
+    return new PipelinedWriter(this.scope, this.fd, this.writeSql());
+  }
+
+  private writeSql(): string {
+    return this.mode === "a"
+      ? "SELECT lowrite($1, $2) FROM (SELECT lo_lseek64($1, 0, 2) OFFSET 0) AS to_end"
+      : "SELECT lowrite($1, $2)";
   }
 
   /**

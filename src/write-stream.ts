@@ -1,8 +1,10 @@
 import { Writable } from "node:stream";
 import { toLargeObjectError } from "./errors";
 import { toChunkSize } from "./arguments";
-import { Rechunker, chunkToBuffer } from "./content";
+import { chunkToBuffer } from "./content";
+import { PieceAssembler } from "./piece-assembler";
 import type { LargeObject } from "./large-object";
+import type { PipelinedWriter } from "./write-pipeline";
 
 /** Options of a large-object write stream. */
 export interface WriteStreamOptions {
@@ -26,9 +28,10 @@ export interface WriteStreamOptions {
 export class LargeObjectWriteStream extends Writable {
   /** Bytes handed to the server so far. */
   bytesWritten = 0;
-  private readonly rechunker: Rechunker;
+  private readonly pieces: PieceAssembler;
   private readonly autoClose: boolean;
   private completed = false;
+  private writer: PipelinedWriter | undefined;
 
   constructor(
     private readonly handle: LargeObject,
@@ -37,7 +40,7 @@ export class LargeObjectWriteStream extends Writable {
     const chunkSize = options.chunkSize === undefined ? 1024 * 1024 : toChunkSize(options.chunkSize, "chunkSize", handle.oid);
     const highWaterMark = options.highWaterMark === undefined ? chunkSize : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
-    this.rechunker = new Rechunker(chunkSize);
+    this.pieces = new PieceAssembler(chunkSize, (piece) => this.writePiece(piece));
     this.autoClose = options.autoClose ?? true;
   }
 
@@ -50,8 +53,9 @@ export class LargeObjectWriteStream extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    const rest = this.rechunker.flush();
-    (rest === undefined ? Promise.resolve() : this.writePiece(rest))
+    this.pieces
+      .flush()
+      .then(() => this.writer?.flush())
       .then(() => (this.autoClose ? this.handle.close() : undefined))
       .then(
         () => {
@@ -63,11 +67,15 @@ export class LargeObjectWriteStream extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Pieces still on the wire are answered before anything else can use the connection.
+    const settled = this.writer === undefined ? Promise.resolve() : this.writer.flush().catch(() => undefined);
     if (this.completed || !this.autoClose) {
-      callback(error);
+      settled.then(() => callback(error), callback);
       return;
     }
-    this.handle.abort(error ?? new Error("write stream destroyed")).then(
+    // Started now, so the handle reads as closed at once; its rollback queues behind the flush.
+    const aborted = this.handle.abort(error ?? new Error("write stream destroyed"));
+    Promise.all([settled, aborted]).then(
       () => callback(error),
       (abortError: unknown) => callback(error ?? toLargeObjectError(abortError)),
     );
@@ -76,7 +84,7 @@ export class LargeObjectWriteStream extends Writable {
   private async writeAll(chunks: unknown[]): Promise<void> {
     try {
       for (const chunk of chunks) {
-        for (const piece of this.rechunker.push(chunkToBuffer(chunk))) await this.writePiece(piece);
+        await this.pieces.push(chunkToBuffer(chunk));
       }
     } catch (err) {
       throw toLargeObjectError(err, { oid: this.handle.oid, offset: this.bytesWritten });
@@ -84,7 +92,8 @@ export class LargeObjectWriteStream extends Writable {
   }
 
   private async writePiece(piece: Buffer): Promise<void> {
-    await this.handle.writePiece(piece);
+    this.writer ??= this.handle.pipelinedWriter();
+    await this.writer.write(piece);
     this.bytesWritten += piece.length;
   }
 }
