@@ -4,7 +4,7 @@
  * Measures every method side by side against one PostgreSQL (DATABASE_URL, or an embedded server),
  * each method and size in a child process of its own, and writes bench/results/latest.{md,svg}.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -13,7 +13,7 @@ import { Client } from "pg";
 import { renderChart } from "./chart";
 import { contentHash, contentStream, formatSize, parseSize, pieceDigests } from "./data";
 import { METHODS, prepareSchema, type Fixture, type Method, type MethodContext } from "./methods";
-import { median, rates, type Row } from "./stats";
+import { median, pairedRatio, rates, type Row } from "./stats";
 import type { WorkerReport } from "./worker";
 
 interface Options {
@@ -74,9 +74,9 @@ function compileWorker(): void {
   });
 }
 
-function runChild(args: string[], profile: boolean): Promise<WorkerReport> {
+/** A child that does its one job and exits (the baseline, the fixture). */
+function runChild(args: string[]): Promise<WorkerReport> {
   const nodeArgs: string[] = [];
-  if (profile) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${path.join(RESULTS, "profiles")}`, `--cpu-prof-name=${args[0]}-${args.length}-${Date.now()}.cpuprofile`);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...nodeArgs, path.join(BUILD, "bench", "worker.js"), ...args], {
       cwd: ROOT,
@@ -98,6 +98,68 @@ function runChild(args: string[], profile: boolean): Promise<WorkerReport> {
     });
   });
 }
+
+/** A method's child process, asked for one run at a time. */
+class MethodChild {
+  private readonly child: ChildProcess;
+  private out = "";
+  private err = "";
+  private readonly exited: Promise<void>;
+  private pending: { resolve(v: RunResult): void } | undefined;
+  readonly ready: Promise<string | undefined>;
+
+  constructor(args: string[], profile: boolean) {
+    const nodeArgs: string[] = [];
+    if (profile) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${path.join(RESULTS, "profiles")}`);
+    this.child = spawn(process.execPath, [...nodeArgs, path.join(BUILD, "bench", "worker.js"), ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    this.child.stdout!.on("data", (d: Buffer) => (this.out += d.toString()));
+    this.child.stderr!.on("data", (d: Buffer) => (this.err += d.toString()));
+    this.exited = new Promise((resolve) => this.child.on("close", () => resolve()));
+    this.ready = new Promise((resolve) => {
+      this.child.on("message", (message: { ready?: true; result?: { seconds: number; verified: boolean | "not checked" }; error?: string }) => {
+        if (message.ready) resolve(undefined);
+        else this.pending?.resolve(message.error !== undefined ? { error: message.error } : message.result!);
+      });
+      void this.exited.then(() => {
+        const failure = this.report()?.error ?? `exited: ${this.err.trim().split("\n").slice(-3).join(" ")}`;
+        resolve(failure);
+        this.pending?.resolve({ error: failure });
+      });
+    });
+  }
+
+  /** One run; a run that takes longer than the child limit kills the child. */
+  run(verify: boolean): Promise<RunResult> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), CHILD_TIMEOUT_MS);
+      this.pending = {
+        resolve: (v) => {
+          clearTimeout(timer);
+          this.pending = undefined;
+          resolve(v);
+        },
+      };
+      this.child.send({ run: { verify } });
+    });
+  }
+
+  /** Closes the method and returns the child's own report (its peak RSS). */
+  async close(): Promise<WorkerReport | undefined> {
+    if (this.child.connected) this.child.send({ close: true });
+    await this.exited;
+    return this.report();
+  }
+
+  private report(): WorkerReport | undefined {
+    const line = this.out.split("\n").find((l) => l.startsWith("@@bench "));
+    return line === undefined ? undefined : (JSON.parse(line.slice(8)) as WorkerReport);
+  }
+}
+
+type RunResult = { seconds: number; verified: boolean | "not checked" } | { error: string };
 
 async function withClient<T>(url: string, task: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url });
@@ -182,9 +244,10 @@ async function main(): Promise<void> {
     m.needs === "orm" ? ormReason : m.needs === "server-files" ? info.fileAccess : undefined;
 
   const rows: Row[] = [];
-  const record = (m: Method, size: number, report: WorkerReport, count: number): Row => {
+  const record = (m: Method, size: number, report: WorkerReport, count: number, perRun?: (number | undefined)[]): Row => {
     const r = rates(report.seconds, size, m.kind, count);
     const row: Row = {
+      ...(perRun !== undefined ? { perRun } : {}),
       method: m.id,
       label: m.label,
       kind: m.kind,
@@ -213,7 +276,7 @@ async function main(): Promise<void> {
   });
 
   const baseline: Method = { id: "baseline", label: "bare pg connection (RSS baseline)", kind: "baseline", open: () => Promise.reject(new Error("run in the worker")) };
-  const baseReport = await runChild([baseline.id, JSON.stringify(context(0, {})), "0"], false);
+  const baseReport = await runChild([baseline.id, JSON.stringify(context(0, {}))]);
   const baselineRow = record(baseline, 0, baseReport, 0);
 
   for (const size of options.sizes) {
@@ -223,9 +286,11 @@ async function main(): Promise<void> {
     const importFile = path.join(files, "content.bin");
     await pipeline(contentStream(size, 1024 * 1024), createWriteStream(importFile));
     chmodSync(importFile, 0o644);
-    const fixtureReport = await runChild(["fixture", JSON.stringify(context(size, { expectedHash, expectedDigests })), "0", ormReason ? "plain" : "orm"], false);
+    const fixtureReport = await runChild(["fixture", JSON.stringify(context(size, { expectedHash, expectedDigests })), "0", ormReason ? "plain" : "orm"]);
     if (fixtureReport.error !== undefined) throw new Error(`could not create the read fixture: ${fixtureReport.error}`);
     const fixture = fixtureReport.fixture as Fixture;
+    const reps = repsFor(size, options);
+    const running: { m: Method; child: MethodChild; seconds: (number | undefined)[]; verified: boolean | "not checked"; error?: string }[] = [];
     for (const m of methods) {
       if (m.kind !== "write" && m.kind !== "read") continue;
       const skipped = skipReason(m);
@@ -235,8 +300,38 @@ async function main(): Promise<void> {
         continue;
       }
       const ctx = context(size, { expectedHash, expectedDigests, fixture });
-      const report = await runChild([m.id, JSON.stringify(ctx), String(repsFor(size, options))], options.profile && m.id.startsWith("lo-"));
-      record(m, size, report, 0);
+      const child = new MethodChild([m.id, JSON.stringify(ctx)], options.profile && m.id.startsWith("lo-"));
+      const failed = await child.ready;
+      running.push({ m, child, seconds: [], verified: "not checked", ...(failed !== undefined ? { error: failed } : {}) });
+    }
+    // Run 0 checks the bytes (untimed); then every method runs once per round, in a rotating order.
+    for (let rep = 0; rep <= reps; rep++) {
+      for (let k = 0; k < running.length; k++) {
+        const entry = running[(k + rep) % running.length]!;
+        if (entry.error !== undefined) {
+          if (rep > 0) entry.seconds.push(undefined);
+          continue;
+        }
+        const result = await entry.child.run(rep === 0);
+        if ("error" in result) {
+          entry.error = result.error;
+          if (rep > 0) entry.seconds.push(undefined);
+        } else if (rep === 0) entry.verified = result.verified;
+        else entry.seconds.push(result.seconds);
+      }
+    }
+    for (const entry of running) {
+      const report = await entry.child.close();
+      const seconds = entry.seconds.filter((x): x is number => x !== undefined);
+      const merged: WorkerReport = {
+        method: entry.m.id,
+        size,
+        seconds: entry.error === undefined ? seconds : [],
+        verified: entry.verified,
+        maxRss: report?.maxRss ?? 0,
+        ...(entry.error !== undefined ? { error: entry.error } : {}),
+      };
+      record(entry.m, size, merged, 0, entry.seconds.map((x) => (x === undefined ? undefined : size / 1e6 / x)));
     }
     await withClient(url, (c) => c.query("SELECT lo_unlink($1)", [fixture.oid]).then(() => c.query("TRUNCATE bench_bytea")));
     rmSync(importFile, { force: true });
@@ -250,8 +345,16 @@ async function main(): Promise<void> {
       console.log(`  ${m.id.padEnd(18)} skipped: ${skipped}`);
       continue;
     }
-    const report = await runChild([m.id, JSON.stringify(context(1024, {})), options.quick ? "3" : "5"], false);
-    record(m, 1024, report, options.count);
+    const child = new MethodChild([m.id, JSON.stringify(context(1024, {}))], false);
+    const seconds: number[] = [];
+    let error = await child.ready;
+    for (let rep = 0; rep <= (options.quick ? 3 : 5) && error === undefined; rep++) {
+      const result = await child.run(false);
+      if ("error" in result) error = result.error;
+      else if (rep > 0) seconds.push(result.seconds);
+    }
+    const report = await child.close();
+    record(m, 1024, { method: m.id, size: 1024, seconds: error === undefined ? seconds : [], verified: "not checked", maxRss: report?.maxRss ?? 0, ...(error !== undefined ? { error } : {}) }, options.count);
   }
 
   await database.drop();
@@ -269,7 +372,6 @@ async function main(): Promise<void> {
 
 const mb = (v: number | undefined): string => (v === undefined ? "" : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const mib = (bytes: number): string => (bytes > 0 ? (bytes / 2 ** 20).toFixed(0) : "");
-const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`);
 
 function renderMarkdown(
   rows: Row[],
@@ -307,17 +409,25 @@ function renderMarkdown(
     lines.push(`| ${r.label} | ${status || r.median?.toFixed(0)} | ${status ? "" : `${r.min?.toFixed(0)}-${r.max?.toFixed(0)}`} | ${r.runs} | ${mib(r.maxRss)} |`);
   }
 
-  lines.push("", "## Ratios within this run (median / median, same size)", "");
+  lines.push("", "## Ratios within this run", "");
+  lines.push(
+    "Each round runs every method once, one after the other; a ratio is taken within each round, and the table gives the median of those ratios (min-max).",
+    "",
+  );
   lines.push("| size | op | this library | vs server ceiling | vs pg-large-object defaults | vs pg-large-object 1 MiB |", "|---|---|---|---:|---:|---:|");
+  const shown = (r: ReturnType<typeof pairedRatio>): string =>
+    r === undefined ? "n/a" : `${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)})`;
   for (const size of options.sizes) {
     for (const op of ["write", "read"] as const) {
-      const server = find(op === "write" ? "server-import" : "server-export", size)?.median;
-      const pgl = find(`pgl-default-${op}`, size)?.median;
-      const pgl1m = find(`pgl-1m-${op}`, size)?.median;
+      const server = find(op === "write" ? "server-import" : "server-export", size);
+      const pgl = find(`pgl-default-${op}`, size);
+      const pgl1m = find(`pgl-1m-${op}`, size);
       for (const ours of ["lo-handle", "lo-repo", ...(op === "write" ? ["lo-save"] : [])]) {
         const row = find(`${ours}-${op}`, size);
         if (row?.median === undefined) continue;
-        lines.push(`| ${formatSize(size)} | ${op} | ${row.label.replace("this library: ", "")} | ${ratio(row.median, server)} | ${ratio(row.median, pgl)} | ${ratio(row.median, pgl1m)} |`);
+        lines.push(
+          `| ${formatSize(size)} | ${op} | ${row.label.replace("this library: ", "")} | ${shown(pairedRatio(row, server))} | ${shown(pairedRatio(row, pgl))} | ${shown(pairedRatio(row, pgl1m))} |`,
+        );
       }
     }
   }
@@ -334,17 +444,12 @@ function renderMarkdown(
     lines.push(`| ${name} | ${known.map((v) => `${v.toFixed(2)}${unit}`).join(", ")} | ${met ? "yes" : "**no**"} |`);
   };
   const per = (f: (size: number) => number | undefined): (number | undefined)[] => big.map(f);
-  const rate = (m: string) => (s: number) => find(m, s)?.median;
-  const div = (a: (s: number) => number | undefined, b: (s: number) => number | undefined) => (s: number) => {
-    const x = a(s);
-    const y = b(s);
-    return x === undefined || y === undefined ? undefined : x / y;
-  };
+  const div = (a: string, b: string) => (s: number) => pairedRatio(find(a, s), find(b, s))?.median;
   const sizesNote = big.map(formatSize).join(", ");
-  target(`write >= 0.9 x lo_import (${sizesNote})`, per(div(rate("lo-handle-write"), rate("server-import"))), 0.9, true, "x");
-  target(`write >= 1.5 x pg-large-object defaults`, per(div(rate("lo-handle-write"), rate("pgl-default-write"))), 1.5, true, "x");
-  target(`read >= 0.9 x lo_export`, per(div(rate("lo-handle-read"), rate("server-export"))), 0.9, true, "x");
-  target(`read >= 5 x pg-large-object defaults`, per(div(rate("lo-handle-read"), rate("pgl-default-read"))), 5, true, "x");
+  target(`write >= 0.9 x lo_import (${sizesNote})`, per(div("lo-handle-write", "server-import")), 0.9, true, "x");
+  target(`write >= 1.5 x pg-large-object defaults`, per(div("lo-handle-write", "pgl-default-write")), 1.5, true, "x");
+  target(`read >= 0.9 x lo_export`, per(div("lo-handle-read", "server-export")), 0.9, true, "x");
+  target(`read >= 5 x pg-large-object defaults`, per(div("lo-handle-read", "pgl-default-read")), 5, true, "x");
   const ourStreams = rows.filter((r) => r.method.startsWith("lo-") && (r.kind === "read" || r.kind === "write") && r.maxRss > 0 && r.error === undefined);
   target("peak RSS <= 100 MiB, every stream of this library, every size", [Math.max(...ourStreams.map((r) => r.maxRss / 2 ** 20))], 100, false, " MiB");
   target("peak RSS <= 45 MiB over a bare pg connection", [Math.max(...ourStreams.map((r) => (r.maxRss - meta.baseline) / 2 ** 20))], 45, false, " MiB");

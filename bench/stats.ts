@@ -16,6 +16,8 @@ export interface Row {
   min?: number;
   max?: number;
   runs: number;
+  /** Throughput of each round (undefined where the run failed), aligned across methods of one size. */
+  perRun?: (number | undefined)[];
   maxRss: number;
   verified: boolean | "not checked";
   skipped?: string;
@@ -25,4 +27,16 @@ export interface Row {
 /** Throughputs of each run: MB/s for bytes, objects/s for batches. */
 export function rates(seconds: number[], size: number, kind: Row["kind"], count: number): number[] {
   return seconds.map((s) => (kind === "batch" ? count / s : size / 1e6 / s));
+}
+
+/** Ratios of two methods run by run (same round, minutes apart at most): median, min and max. */
+export function pairedRatio(a: Row | undefined, b: Row | undefined): { median: number; min: number; max: number } | undefined {
+  if (a?.perRun === undefined || b?.perRun === undefined || a.error !== undefined || b.error !== undefined) return undefined;
+  const ratios: number[] = [];
+  a.perRun.forEach((x, i) => {
+    const y = b.perRun![i];
+    if (x !== undefined && y !== undefined) ratios.push(x / y);
+  });
+  if (ratios.length === 0) return undefined;
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
 }

@@ -1,6 +1,6 @@
 /**
  * One benchmark method at one size, in a process of its own so that its peak RSS is its own.
- * Run by bench/run.ts; prints one JSON line.
+ * Run by bench/run.ts, which asks for each run over IPC; prints one JSON line when closed.
  */
 import type { MethodContext } from "./methods";
 
@@ -8,7 +8,7 @@ import type { MethodContext } from "./methods";
 export interface WorkerReport {
   method: string;
   size: number;
-  /** Seconds of each timed run (the verification run is not among them). */
+  /** Seconds of the runs (the baseline's only; methods report each run over IPC). */
   seconds: number[];
   verified: boolean | "not checked";
   /** Peak RSS of this process, bytes. */
@@ -18,9 +18,8 @@ export interface WorkerReport {
 }
 
 async function main(): Promise<void> {
-  const [id = "", contextJson = "{}", repsText = "0"] = process.argv.slice(2);
+  const [id = "", contextJson = "{}"] = process.argv.slice(2);
   const ctx = JSON.parse(contextJson) as MethodContext;
-  const reps = Number(repsText);
   if (id === "baseline") {
     // Nothing but pg loaded: the figure every other child is compared with.
     const { Client } = await import("pg");
@@ -43,29 +42,47 @@ async function main(): Promise<void> {
   const method = METHODS.find((m) => m.id === id);
   if (method === undefined) throw new Error(`unknown method ${id}`);
   const session = await method.open(ctx);
-  const seconds: number[] = [];
-  let verified: boolean | "not checked" = "not checked";
-  try {
-    // Run 0 checks the bytes and warms the process up; runs 1..reps are timed.
-    for (let rep = 0; rep <= reps; rep++) {
-      const verify = rep === 0 && (method.kind === "write" || method.kind === "read");
-      const started = process.hrtime.bigint();
-      const outcome = await session.run(verify);
-      const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-      const afterHash = await session.after(outcome, verify);
-      if (verify) {
-        // Reads are hashed here (sha256); writes are digested by the server, piece by piece (md5).
-        const expected = outcome.hash !== undefined || method.kind === "read" ? ctx.expectedHash : ctx.expectedDigests;
-        const hash = outcome.hash ?? afterHash;
-        verified = hash === undefined ? "not checked" : hash === expected;
-        if (verified === false) throw new Error(`bytes differ: got ${hash}, expected ${expected}`);
+  // Served one run at a time, so that the runner can interleave the runs of every method: a slow
+  // moment of the machine then hits all of them alike, and ratios are taken run by run.
+  await new Promise<void>((resolve) => {
+    process.on("message", (message: { run?: { verify: boolean }; close?: true }) => {
+      if (message.close) {
+        session.close().then(
+          () => resolve(),
+          () => resolve(),
+        );
+        return;
       }
-      if (rep > 0) seconds.push(elapsed);
-    }
-  } finally {
-    await session.close();
-  }
-  report({ method: id, size: ctx.size, seconds, verified, maxRss: maxRss() });
+      const verify = message.run?.verify === true;
+      (async () => {
+        const started = process.hrtime.bigint();
+        const outcome = await session.run(verify);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const afterHash = await session.after(outcome, verify);
+        let verified: boolean | "not checked" = "not checked";
+        if (verify) {
+          // Reads are hashed here (sha256); writes are digested by the server, piece by piece (md5).
+          const expected = outcome.hash !== undefined || method.kind === "read" ? ctx.expectedHash : ctx.expectedDigests;
+          const hash = outcome.hash ?? afterHash;
+          verified = hash === undefined ? "not checked" : hash === expected;
+          if (verified === false) throw new Error(`bytes differ: got ${hash}, expected ${expected}`);
+        }
+        return { seconds, verified };
+      })().then(
+        (result) => process.send!({ result }),
+        (err: unknown) => process.send!({ error: describe(err) }),
+      );
+    });
+    process.send!({ ready: true });
+  });
+  report({ method: id, size: ctx.size, seconds: [], verified: "not checked", maxRss: maxRss() });
+  process.disconnect();
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: string }).code;
+  return `${err.message}${code ? ` (${code})` : ""}`;
 }
 
 function maxRss(): number {
@@ -79,7 +96,7 @@ function report(r: WorkerReport): void {
 main().catch((err: unknown) => {
   const [id, contextJson] = process.argv.slice(2);
   const size = (JSON.parse(contextJson ?? "{}") as { size?: number }).size ?? 0;
-  const message = err instanceof Error ? `${err.message}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ""}` : String(err);
-  report({ method: id ?? "?", size, seconds: [], verified: "not checked", maxRss: maxRss(), error: message });
+  report({ method: id ?? "?", size, seconds: [], verified: "not checked", maxRss: maxRss(), error: describe(err) });
   process.exitCode = 1;
+  if (process.connected) process.disconnect();
 });
