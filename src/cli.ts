@@ -255,7 +255,12 @@ function progressReporter(stream: NodeJS.WriteStream, dryRun: boolean): { update
         drawn = true;
       } else if (now - last >= 1000) {
         last = now;
-        stream.write(`sweep: ${number.format(p.processed)} of ${number.format(p.orphans)}${p.discoveryDone ? "" : "+"} orphans, ${number.format(p.unlinked)} unlinked, ${formatBytes(p.bytesFreed)}\n`);
+        const of = `${number.format(p.processed)} of ${number.format(p.orphans)}${p.discoveryDone ? "" : "+"} orphans`;
+        stream.write(
+          dryRun
+            ? `sweep (dry run): ${of} checked, ${formatBytes(p.bytesFreed)}\n`
+            : `sweep: ${of}, ${number.format(p.unlinked)} unlinked, ${formatBytes(p.bytesFreed)}\n`,
+        );
       }
     },
     done() {

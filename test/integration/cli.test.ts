@@ -74,7 +74,7 @@ test("with orphans, status and the default (dry-run) sweep exit 4 and change not
   expect(dry.stdout).toContain("Dry run: 30 orphans (60 B)");
   expect(dry.stdout).toContain("--execute");
   // Not a terminal: plain progress lines, no bar.
-  expect(dry.stderr).toMatch(/^sweep: \d+ of 30 orphans/m);
+  expect(dry.stderr).toMatch(/^sweep \(dry run\): \d+ of 30 orphans checked/m);
   expect(dry.stderr).not.toContain("\r");
   expect(await countObjects(ds)).toBe(before);
 
