@@ -18,7 +18,7 @@ module.exports = {
       // The TypeORM layer again, on the 0.3 line most installations still run.
       displayName: "typeorm-0.3",
       roots: ["<rootDir>/test/integration"],
-      testMatch: ["**/orm-*.test.ts"],
+      testMatch: ["**/orm-*.test.ts", "**/cleanup-trigger-sync.test.ts"],
       moduleNameMapper: {
         "^typeorm$": "<rootDir>/node_modules/typeorm-0.3",
         "^typeorm/(.*)$": "<rootDir>/node_modules/typeorm-0.3/$1",

@@ -189,7 +189,8 @@ export async function adoptForColumn(
   const dataSource = info.entity.connection;
   const details = { oid, entity: info.entity.name, property: info.property };
   const references = largeObjectColumns(dataSource).map(
-    (c) => `SELECT 1 FROM ${quoteTable(c.entity)} WHERE ${quoteIdentifier(c.column.databaseName)} = $1`,
+    // The same expression as the reference index the triggers keep, so each probe is an index lookup.
+    (c) => `SELECT 1 FROM ${quoteTable(c.entity)} WHERE ${quoteIdentifier(c.column.databaseName)}::pg_catalog.int8 = $1::pg_catalog.int8`,
   );
   const rows = await scope
     .query<{ found: boolean; used: boolean }>(
