@@ -3,7 +3,7 @@ const js = require("@eslint/js");
 const tseslint = require("typescript-eslint");
 
 module.exports = tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", "sample-app/.data/", "sample-app/public/", "bench/results/"] },
+  { ignores: [".tmp/", "test-artifacts/", "dist/", "node_modules/", "coverage/", "sample-app/.data/", "sample-app/public/", "bench/results/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

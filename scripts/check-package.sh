@@ -63,7 +63,7 @@ export async function main(url: string): Promise<void> {
     await ds.destroy();
   }
 }
-if (process.env.DATABASE_URL) main(process.env.DATABASE_URL).catch((e) => { console.error(e); process.exit(1); });
+if (process.env.CHECK_DATABASE_URL) main(process.env.CHECK_DATABASE_URL).catch((e) => { console.error(e); process.exit(1); });
 TS
 cat > tsconfig.json <<'JSON'
 { "compilerOptions": { "target": "ES2022", "module": "commonjs", "strict": true, "experimentalDecorators": true,
@@ -71,4 +71,22 @@ cat > tsconfig.json <<'JSON'
 JSON
 node "$root/node_modules/typescript/bin/tsc" -p tsconfig.json
 echo "types: a strict consumer compiles against the shipped declarations (skipLibCheck off)"
-node out/consumer.js
+# Runs one statement on DATABASE_URL (through the repository's pg; the machine may have no psql).
+admin() {
+  node -e '
+    const { Client } = require("pg");
+    const c = new Client({ connectionString: process.argv[1] });
+    c.connect().then(() => c.query(process.argv[2])).then(() => c.end(), (e) => { console.error(e.message); process.exit(1); });
+  ' "$DATABASE_URL" "$1"
+}
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  # A database of its own, so the check leaves nothing behind in the one it was given.
+  db="tlo_package_check_$$"
+  admin "CREATE DATABASE \"$db\""
+  check_url="$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2]; console.log(u.toString())' "$DATABASE_URL" "$db")"
+  status=0
+  CHECK_DATABASE_URL="$check_url" node out/consumer.js || status=$?
+  admin "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+  exit "$status"
+fi
