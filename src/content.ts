@@ -98,6 +98,13 @@ export async function forEachPiece(
   pieceSize: number,
   write: (piece: Buffer) => Promise<void>,
 ): Promise<void> {
+  const iterable = data !== null && typeof data === "object" && (Symbol.asyncIterator in data || Symbol.iterator in data);
+  if (typeof data !== "string" && !(data instanceof Uint8Array) && !iterable) {
+    throw new LargeObjectError(
+      "ERR_LO_INVALID_VALUE",
+      `content must be a Buffer, Uint8Array, string, Readable or (async) iterable of chunks, got ${data === null ? "null" : typeof data}`,
+    );
+  }
   const rechunker = new Rechunker(pieceSize);
   const chunks: AsyncIterable<unknown> | Iterable<unknown> =
     typeof data === "string" || data instanceof Uint8Array ? [data] : (data as AsyncIterable<unknown>);

@@ -4,7 +4,7 @@ import { toChunkSize } from "./arguments";
 import { forEachPiece, type LargeObjectContent } from "./content";
 import { findLargeObjectColumn, type LargeObjectColumnInfo } from "./column";
 import { createForColumn } from "./column-objects";
-import { LargeObject, DEFAULT_CHUNK_SIZE, type LargeObjectMode } from "./large-object";
+import { LargeObject, DEFAULT_CHUNK_SIZE, toMode, type LargeObjectMode } from "./large-object";
 import type { LargeObjectReadStream, ReadStreamOptions } from "./read-stream";
 import type { LargeObjectWriteStream, WriteStreamOptions } from "./write-stream";
 import { quoteIdentifier, quoteTable } from "./sql";
@@ -62,7 +62,8 @@ export class LargeObjectRepository {
    * const lo = await files.openStream(doc, "attachment", { mode: "rw" });
    */
   async openStream<T extends ObjectLiteral>(entity: T, property: keyof T & string, options: OpenStreamOptions = {}): Promise<LargeObject> {
-    const mode = options.mode ?? "r";
+    // Checked before the row is locked: an unknown mode would reach lo_open as NULL and yield a NULL descriptor.
+    const mode = toMode(options.mode ?? "r");
     const info = findLargeObjectColumn(dataSourceOf(this.manager), entity, property);
     const where = primaryKeyOf(info, entity);
     if (options.chunkSize !== undefined) toChunkSize(options.chunkSize, "chunkSize");

@@ -34,7 +34,8 @@ export interface CreateOptions {
   data?: LargeObjectContent;
 }
 
-function toMode(mode: unknown): LargeObjectMode {
+/** Validates an open mode (ERR_LO_INVALID_ARGUMENT for anything else). */
+export function toMode(mode: unknown): LargeObjectMode {
   if (typeof mode === "string" && Object.hasOwn(MODE_FLAGS, mode)) return mode as LargeObjectMode;
   throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `unknown mode ${JSON.stringify(mode)}: use "r", "w", "rw" or "a"`);
 }

@@ -52,21 +52,22 @@ export class LargeObjectReadStream extends Readable {
     private readonly handle: LargeObject,
     options: ReadStreamOptions = {},
   ) {
+    // Every check comes before super(): once constructed, the stream schedules _construct, which
+    // would then run on a handle the caller has already aborted and emit an error nobody listens to.
     const highWaterMark = options.highWaterMark === undefined ? PIECE_SIZE : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
+    const start = options.start === undefined ? 0 : toOffset(options.start, "start", handle.oid);
+    const end = options.end === undefined ? undefined : toOffset(options.end, "end", handle.oid);
+    if (end !== undefined && end < start) {
+      throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `start (${start}) is after end (${end})`, {
+        oid: handle.oid,
+        offset: start,
+      });
+    }
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
     this.autoClose = options.autoClose ?? true;
-    this.position = options.start === undefined ? 0 : toOffset(options.start, "start", handle.oid);
-    this.start = this.position;
-    if (options.end !== undefined) {
-      const end = toOffset(options.end, "end", handle.oid);
-      if (end < this.position) {
-        throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `start (${this.position}) is after end (${end})`, {
-          oid: handle.oid,
-          offset: this.position,
-        });
-      }
-      this.endExclusive = end + 1;
-    }
+    this.position = start;
+    this.start = start;
+    if (end !== undefined) this.endExclusive = end + 1;
   }
 
   /** The first byte after the range, once known (the object's size bounds it). */
