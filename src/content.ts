@@ -18,13 +18,14 @@ export function isContent(value: unknown): value is LargeObjectContent {
 }
 
 /** A Buffer view of a chunk, or a typed error for anything that is not bytes. */
-export function chunkToBuffer(chunk: unknown): Buffer {
+export function chunkToBuffer(chunk: unknown, oid?: number): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (typeof chunk === "string") return Buffer.from(chunk, "utf8");
   throw new LargeObjectError(
     "ERR_LO_INVALID_VALUE",
     `a large object's content must be made of Buffers, Uint8Arrays or strings, got ${chunk === null ? "null" : typeof chunk}`,
+    oid === undefined ? {} : { oid },
   );
 }
 

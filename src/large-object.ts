@@ -3,7 +3,7 @@ import { toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "./arg
 import { TransactionScope, type LargeObjectSource } from "./transaction-scope";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
-import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
+import { chunkToBuffer, forEachPiece, singlePiece, type LargeObjectContent } from "./content";
 import { PipelinedWriter } from "./write-pipeline";
 
 /** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
@@ -203,7 +203,7 @@ export class LargeObject {
   async write(data: Uint8Array | string): Promise<number> {
     this.assertOpen();
     this.assertCan("write");
-    const buffer = typeof data === "string" ? Buffer.from(data, "utf8") : toBuffer(data, this.oid);
+    const buffer = chunkToBuffer(data, this.oid);
     for (let offset = 0; offset < buffer.length; offset += this.chunkSize) {
       await this.writePiece(buffer.subarray(offset, offset + this.chunkSize));
     }
@@ -394,11 +394,6 @@ export class LargeObject {
   }
 }
 
-function toBuffer(data: unknown, oid: number): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `cannot write ${typeof data}: expected a Buffer, Uint8Array or string`, { oid });
-}
 
 /**
  * Creates an object in `scope` and fills it from `data`: content of one piece in a single

@@ -106,7 +106,7 @@ const rows: Row[] = [
   ["read: through a write handle", "ERR_LO_MODE", () => withHandle("w", (lo) => lo.read())],
   ["read: through an append handle", "ERR_LO_MODE", () => withHandle("a", (lo) => lo.read(1))],
   ["write: through a read handle", "ERR_LO_MODE", () => withHandle("r", (lo) => lo.write("x"))],
-  ["write: a number", "ERR_LO_INVALID_ARGUMENT", () => withHandle("w", (lo) => lo.write(12 as never))],
+  ["write: a number", "ERR_LO_INVALID_VALUE", () => withHandle("w", (lo) => lo.write(12 as never))],
   ["truncate: through a read handle", "ERR_LO_MODE", () => withHandle("r", (lo) => lo.truncate(0))],
   ["truncate: negative length", "ERR_LO_INVALID_ARGUMENT", () => withHandle("w", (lo) => lo.truncate(-1))],
   ["seek: negative absolute offset", "ERR_LO_INVALID_ARGUMENT", () => withHandle("r", (lo) => lo.seek(-1, "set"))],

@@ -3,6 +3,21 @@ import { DataSource, type DataSourceOptions } from "typeorm";
 
 export const WORKER_DATABASE_PREFIX = "tlo_test_";
 
+/**
+ * Drops a test database without ever hanging a run: a session stuck sending to a client that
+ * stopped reading can hold DROP DATABASE up, so the attempt is bounded and a failure only logged.
+ */
+export async function dropTestDatabase(admin: import("pg").Client, name: string): Promise<void> {
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`);
+  } catch (err) {
+    console.log(`(could not drop test database ${name}: ${(err as Error).message})`);
+  }
+}
+
+/** Admin connection settings that bound every statement of the set-up and tear-down. */
+export const ADMIN_TIMEOUTS = { statement_timeout: 20_000, lock_timeout: 10_000, query_timeout: 30_000 };
+
 /** The URL of this jest worker's own database. */
 export function databaseUrl(): string {
   const base = process.env.DATABASE_URL;

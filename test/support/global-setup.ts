@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
 import { startEmbeddedPostgres } from "../../scripts/embedded-postgres";
-import { WORKER_DATABASE_PREFIX } from "./database";
+import { ADMIN_TIMEOUTS, WORKER_DATABASE_PREFIX, dropTestDatabase } from "./database";
 
 type Stop = () => Promise<void>;
 const globals = globalThis as { __tloStop?: Stop };
@@ -69,7 +69,7 @@ async function dropStaleDatabases(admin: Client): Promise<void> {
   ]);
   for (const { datname } of rows) {
     const pid = Number(/^tlo_test_(\d+)_/.exec(datname)?.[1]);
-    if (!pid || !alive(pid)) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    if (!pid || !alive(pid)) await dropTestDatabase(admin, datname);
   }
 }
 
@@ -81,7 +81,7 @@ export default async function globalSetup(globalConfig: { maxWorkers: number }):
   // side by side cannot see each other's objects, and two test runs at once cannot collide.
   const prefix = `${WORKER_DATABASE_PREFIX}${process.pid}_`;
   process.env.TLO_TEST_DATABASE_PREFIX = prefix;
-  const admin = new Client({ connectionString: found.url });
+  const admin = new Client({ connectionString: found.url, ...ADMIN_TIMEOUTS });
   await admin.connect();
   let isolated = true;
   try {
