@@ -264,6 +264,19 @@ async function main(): Promise<void> {
     return row;
   };
 
+  // A CHECKPOINT before each run writes out what the previous run left dirty, so that no method is
+  // timed while the server flushes another method's pages (reads after big writes suffered most).
+  const admin = new Client({ connectionString: url });
+  await admin.connect();
+  let checkpoints: string | undefined = "a CHECKPOINT before every run";
+  const settle = async (): Promise<void> => {
+    if (checkpoints === undefined) return;
+    await admin.query("CHECKPOINT").catch((err: Error) => {
+      checkpoints = undefined;
+      console.log(`  (no CHECKPOINT between runs: ${err.message})`);
+    });
+  };
+
   const context = (size: number, extra: Partial<MethodContext>): MethodContext => ({
     url,
     size,
@@ -304,20 +317,24 @@ async function main(): Promise<void> {
       const failed = await child.ready;
       running.push({ m, child, seconds: [], verified: "not checked", ...(failed !== undefined ? { error: failed } : {}) });
     }
-    // Run 0 checks the bytes (untimed); then every method runs once per round, in a rotating order.
-    for (let rep = 0; rep <= reps; rep++) {
-      for (let k = 0; k < running.length; k++) {
-        const entry = running[(k + rep) % running.length]!;
-        if (entry.error !== undefined) {
-          if (rep > 0) entry.seconds.push(undefined);
-          continue;
+    // Reads first, on a server that no write has left vacuuming; then writes. Within each phase, run
+    // 0 checks the bytes (untimed), then every method runs once per round, in a rotating order.
+    for (const phase of [running.filter((e) => e.m.kind === "read"), running.filter((e) => e.m.kind === "write")]) {
+      for (let rep = 0; rep <= reps; rep++) {
+        for (let k = 0; k < phase.length; k++) {
+          const entry = phase[(k + rep) % phase.length]!;
+          if (entry.error !== undefined) {
+            if (rep > 0) entry.seconds.push(undefined);
+            continue;
+          }
+          await settle();
+          const result = await entry.child.run(rep === 0);
+          if ("error" in result) {
+            entry.error = result.error;
+            if (rep > 0) entry.seconds.push(undefined);
+          } else if (rep === 0) entry.verified = result.verified;
+          else entry.seconds.push(result.seconds);
         }
-        const result = await entry.child.run(rep === 0);
-        if ("error" in result) {
-          entry.error = result.error;
-          if (rep > 0) entry.seconds.push(undefined);
-        } else if (rep === 0) entry.verified = result.verified;
-        else entry.seconds.push(result.seconds);
       }
     }
     for (const entry of running) {
@@ -357,13 +374,20 @@ async function main(): Promise<void> {
     record(m, 1024, { method: m.id, size: 1024, seconds: error === undefined ? seconds : [], verified: "not checked", maxRss: report?.maxRss ?? 0, ...(error !== undefined ? { error } : {}) }, options.count);
   }
 
+  await admin.end();
   await database.drop();
   await embedded?.stop();
   rmSync(files, { recursive: true, force: true });
   if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
 
   const seconds = (Date.now() - started) / 1000;
-  const markdown = renderMarkdown(rows, options, { ...info, baseline: baselineRow.maxRss, seconds, embedded: embedded !== undefined });
+  const markdown = renderMarkdown(rows, options, {
+    ...info,
+    baseline: baselineRow.maxRss,
+    seconds,
+    embedded: embedded !== undefined,
+    settling: checkpoints ?? "no CHECKPOINT between runs (the role may not)",
+  });
   writeFileSync(path.join(RESULTS, "latest.md"), markdown);
   writeFileSync(path.join(RESULTS, "latest.svg"), renderChart(rows, options.sizes, baselineRow.maxRss));
   console.log(`\n${markdown}`);
@@ -376,7 +400,7 @@ const mib = (bytes: number): string => (bytes > 0 ? (bytes / 2 ** 20).toFixed(0)
 function renderMarkdown(
   rows: Row[],
   options: Options,
-  meta: { version: string; baseline: number; seconds: number; embedded: boolean },
+  meta: { version: string; baseline: number; seconds: number; embedded: boolean; settling: string },
 ): string {
   const find = (method: string, size: number): Row | undefined => rows.find((r) => r.method === method && r.size === size);
   const lines: string[] = [];
@@ -390,7 +414,7 @@ function renderMarkdown(
     `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\`. MB/s = 10^6 bytes/s, median of the timed runs (min-max beside it), ` +
       "after one untimed run that checks the bytes by sha256. Writes include creating the object and the commit; reads include opening and the end of the transaction. " +
       "Sources are generated in 64 KiB chunks (pg-large-object at 1 MiB buffers is fed 1 MiB chunks). Peak RSS is the child process's own; " +
-      `a bare pg connection peaks at ${mib(meta.baseline)} MiB.`,
+      `a bare pg connection peaks at ${mib(meta.baseline)} MiB. Between runs: ${meta.settling}.`,
     "",
   );
   lines.push("| method | op | size | MB/s (median) | min-max | runs | peak RSS MiB | over bare pg | bytes checked |");
