@@ -1,7 +1,7 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { LargeObjectError, toLargeObjectError } from "./errors";
 import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
-import { DEFAULT_CHUNK_SIZE } from "./large-object";
+import { DEFAULT_CHUNK_SIZE, INV_WRITE, pipeIntoNewObject } from "./large-object";
 import { integerLiteral } from "./arguments";
 import { LargeObjectRecord } from "./records";
 import { quoteIdentifier, quoteTable } from "./sql";
@@ -132,11 +132,31 @@ export async function createForColumn(
   const origin = createdFor(info);
   const details = { entity: info.entity.name, property: info.property };
   let oid: number | undefined;
+  /** Set as soon as a streamed object exists, so a failure can remove it. */
+  let opened: number | undefined;
   try {
     const small = content === undefined ? Buffer.alloc(0) : singlePiece(content, BATCH_PIECE_LIMIT);
     if (small !== undefined) {
       oid = await createBatched(scope, table, small, origin);
+    } else if (scope.inTransaction) {
+      // Inside the row's transaction a descriptor outlives each statement: write through it with a
+      // second lowrite in flight, as the write streams do.
+      const target = await pipeIntoNewObject(scope, content!, async () => {
+        const rows = await scope.query<{ oid: number; fd: number }>(
+          `WITH created AS MATERIALIZED (SELECT lo_create(0) AS oid)
+           INSERT INTO ${table} (oid, created_for) SELECT oid, $1 FROM created RETURNING oid, lo_open(oid, $2) AS fd`,
+          [origin, INV_WRITE],
+        );
+        opened = rows[0]!.oid;
+        return rows[0]!;
+      });
+      if (target === undefined) oid = await createBatched(scope, table, Buffer.alloc(0), origin);
+      else {
+        oid = target.oid;
+        await scope.query("SELECT lo_close($1)", [target.fd]);
+      }
     } else {
+      // Autocommit (insert()): no descriptor survives a statement, so each piece goes with lo_put.
       let offset = 0;
       const created = await scope.query<{ oid: number }>(
         `WITH created AS MATERIALIZED (SELECT lo_create(0) AS oid)
@@ -153,13 +173,14 @@ export async function createForColumn(
     await grantForColumn(scope, info, [oid]);
     return oid;
   } catch (err) {
-    if (oid !== undefined && !scope.ownsTransaction) {
+    const made = oid ?? opened;
+    if (made !== undefined && !scope.ownsTransaction) {
       // Autocommit, or the caller's transaction: remove what we made; an owned one rolls back.
       await scope
-        .query(`WITH gone AS (DELETE FROM ${table} WHERE oid = $1) SELECT lo_unlink($1)`, [oid])
+        .query(`WITH gone AS (DELETE FROM ${table} WHERE oid = $1) SELECT lo_unlink($1)`, [made])
         .catch(() => undefined);
     }
-    throw toLargeObjectError(err, { ...details, ...(oid === undefined ? {} : { oid }) });
+    throw toLargeObjectError(err, { ...details, ...(made === undefined ? {} : { oid: made }) });
   }
 }
 

@@ -12,7 +12,8 @@ export type LargeObjectMode = "r" | "w" | "rw" | "a";
 /** Where a seek counts from: the start, the current position or the end (or 0, 1, 2 as in lseek). */
 export type Whence = "set" | "cur" | "end" | 0 | 1 | 2;
 
-const INV_WRITE = 0x20000;
+/** lo_open mode bit for writing (libpq's INV_WRITE). */
+export const INV_WRITE = 0x20000;
 const INV_READ = 0x40000;
 const MODE_FLAGS: Record<LargeObjectMode, number> = { r: INV_READ, w: INV_WRITE, rw: INV_READ | INV_WRITE, a: INV_WRITE };
 const WHENCE: Record<string, number> = { set: 0, cur: 1, end: 2, "0": 0, "1": 1, "2": 2 };
@@ -412,15 +413,12 @@ export async function createOnScope(scope: TransactionScope, data?: LargeObjectC
   }
   let created: { oid: number; fd: number } | undefined;
   try {
-    await forEachPiece(data, DEFAULT_CHUNK_SIZE, async (piece) => {
-      if (created === undefined) {
-        const rows = await scope.query<{ oid: number; fd: number }>(
-          "SELECT oid, lo_open(oid, $1) AS fd FROM (SELECT lo_create(0) AS oid OFFSET 0) AS created",
-          [INV_WRITE],
-        );
-        created = rows[0]!;
-      }
-      await scope.query("SELECT lowrite($1, $2)", [created.fd, piece]);
+    created = await pipeIntoNewObject(scope, data, async () => {
+      const rows = await scope.query<{ oid: number; fd: number }>(
+        "SELECT oid, lo_open(oid, $1) AS fd FROM (SELECT lo_create(0) AS oid OFFSET 0) AS created",
+        [INV_WRITE],
+      );
+      return (created = rows[0]!);
     });
   } catch (err) {
     if (created !== undefined && !scope.ownsTransaction) {
@@ -434,5 +432,34 @@ export async function createOnScope(scope: TransactionScope, data?: LargeObjectC
   }
   if (!scope.ownsTransaction) await scope.query("SELECT lo_close($1)", [created.fd]);
   return created.oid;
+}
+
+/**
+ * Streams `data` into an object that `open` creates when the first piece arrives (so an empty
+ * source creates nothing), with a second `lowrite` in flight as in the write streams. Returns the
+ * object and its write descriptor, or undefined when `data` had no bytes.
+ */
+export async function pipeIntoNewObject(
+  scope: TransactionScope,
+  data: LargeObjectContent,
+  open: () => Promise<{ oid: number; fd: number }>,
+): Promise<{ oid: number; fd: number } | undefined> {
+  let target: { oid: number; fd: number } | undefined;
+  let writer: PipelinedWriter | undefined;
+  try {
+    await forEachPiece(data, DEFAULT_CHUNK_SIZE, async (piece) => {
+      if (writer === undefined) {
+        target = await open();
+        writer = new PipelinedWriter(scope, target.fd, "SELECT lowrite($1, $2)");
+      }
+      await writer.write(piece);
+    });
+    await writer?.flush();
+    return target;
+  } catch (err) {
+    // Let a run still on the wire end before the caller issues its clean-up statements.
+    await writer?.flush().catch(() => undefined);
+    throw err;
+  }
 }
 

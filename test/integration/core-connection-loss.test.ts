@@ -76,7 +76,8 @@ test("ERR_LO_CONNECTION: LargeObject.create whose backend dies mid-content leave
     yield data.subarray(0, 2 * MiB);
     yield data.subarray(2 * MiB, 4 * MiB);
     const pids = (await admin.query(
-      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+      // The create's session is inside its transaction: idle, or still storing a pipelined write.
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
     )) as { pid: number }[];
     for (const { pid } of pids) await admin.query("SELECT pg_terminate_backend($1)", [pid]);
     killed = pids.length > 0;
