@@ -14,6 +14,7 @@ import { renderChart } from "./chart";
 import { contentHash, contentStream, formatSize, parseSize, pieceDigests } from "./data";
 import { METHODS, prepareSchema, type Fixture, type Method, type MethodContext } from "./methods";
 import { median, pairedRatio, rates, type Row } from "./stats";
+import { benchSweep, type SweepFigures } from "./sweep";
 import type { WorkerReport } from "./worker";
 
 interface Options {
@@ -374,6 +375,15 @@ async function main(): Promise<void> {
     record(m, 1024, { method: m.id, size: 1024, seconds: error === undefined ? seconds : [], verified: "not checked", maxRss: report?.maxRss ?? 0, ...(error !== undefined ? { error } : {}) }, options.count);
   }
 
+  const sweepCount = options.quick ? 10_000 : 100_000;
+  console.log(`\norphan sweep: ${sweepCount} recorded objects, half referenced`);
+  const sweep = await benchSweep(url, sweepCount).catch((err: unknown) => (err as Error).message);
+  console.log(
+    typeof sweep === "string"
+      ? `  failed: ${sweep}`
+      : `  sweepOrphans ${sweep.sweepPerSecond.toFixed(0)}/s, bare lo_unlink ${sweep.barePerSecond.toFixed(0)}/s`,
+  );
+
   await admin.end();
   await database.drop();
   await embedded?.stop();
@@ -387,6 +397,7 @@ async function main(): Promise<void> {
     seconds,
     embedded: embedded !== undefined,
     settling: checkpoints ?? "no CHECKPOINT between runs (the role may not)",
+    sweep,
   });
   writeFileSync(path.join(RESULTS, "latest.md"), markdown);
   writeFileSync(path.join(RESULTS, "latest.svg"), renderChart(rows, options.sizes, baselineRow.maxRss));
@@ -400,7 +411,7 @@ const mib = (bytes: number): string => (bytes > 0 ? (bytes / 2 ** 20).toFixed(0)
 function renderMarkdown(
   rows: Row[],
   options: Options,
-  meta: { version: string; baseline: number; seconds: number; embedded: boolean; settling: string },
+  meta: { version: string; baseline: number; seconds: number; embedded: boolean; settling: string; sweep: SweepFigures | string },
 ): string {
   const find = (method: string, size: number): Row | undefined => rows.find((r) => r.method === method && r.size === size);
   const lines: string[] = [];
@@ -488,6 +499,21 @@ function renderMarkdown(
     target("1 MiB objects, warm: read >= 170 MB/s", [find("lo-handle-read", small)?.median], 170, true, " MB/s");
   }
   target("many small objects via save([...]) >= 20k/s", [find("lo-save-batch", 1024)?.median], 20000, true, "/s");
+  const sweep = meta.sweep;
+  target("orphan sweep >= 75k objects/s", [typeof sweep === "string" ? undefined : sweep.sweepPerSecond], 75000, true, "/s");
+  lines.push("", "## Orphan sweep", "");
+  if (typeof sweep === "string") lines.push(`Failed: ${sweep}`);
+  else {
+    lines.push(
+      `${sweep.objects} recorded objects, ${sweep.orphans} of them unreferenced; \`sweepOrphans(ds, { graceMs: 0 })\` ` +
+        `(batches of ${sweep.report.batches > 0 ? Math.ceil(sweep.orphans / sweep.report.batches) : 0} on average) against bare \`lo_unlink\` of as many objects, 1,000 per transaction.`,
+      "",
+      "| method | objects/s | ratio |",
+      "|---|---:|---:|",
+      `| sweepOrphans | ${sweep.sweepPerSecond.toFixed(0)} | ${(sweep.sweepPerSecond / sweep.barePerSecond).toFixed(2)}x |`,
+      `| bare lo_unlink, 1,000 per transaction | ${sweep.barePerSecond.toFixed(0)} | 1.00x |`,
+    );
+  }
   lines.push("", "![throughput and peak RSS](latest.svg)", "");
   return lines.join("\n");
 }
