@@ -39,7 +39,7 @@ export class LargeObjectSubscriber implements EntitySubscriberInterface<ObjectLi
     const work = columns.filter((c) => {
       const value: unknown = entity[c.property];
       if (value === undefined || value === null) return false;
-      return isContent(value) || (old !== undefined && value !== old[c.property]) || old === undefined;
+      return isContent(value) || old === undefined || value !== old[c.property];
     });
     if (work.length === 0) return;
     const scope = await runnerScope(event.queryRunner);
