@@ -1,20 +1,10 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { objectBytes, randomBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(ds)).toBe(0);
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { checkClean: true });
 
 test("`await using` closes the handle and commits at the end of the block", async () => {
   const oid = await LargeObject.create(ds, { data: "abc" });

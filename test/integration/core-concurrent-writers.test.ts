@@ -1,21 +1,11 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { objectBytes } from "../support/database";
 import { rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(ds)).toBe(0);
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { checkClean: true });
 
 test("ERR_LO_TIMEOUT: an unlink waiting on another transaction's unlink of the same object hits lock_timeout", async () => {
   const oid = await LargeObject.create(ds, { data: "contested" });

@@ -1,22 +1,12 @@
 import { DataSource, type DataSourceOptions } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { LargeObjectError } from "../../src/errors";
-import { databaseUrl, idleInTransaction, openDataSource, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { databaseUrl } from "../support/database";
 import { drain, rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(ds)).toBe(0);
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { checkClean: true });
 
 async function unknownOid(): Promise<number> {
   const oid = await LargeObject.create(ds);

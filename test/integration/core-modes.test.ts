@@ -1,19 +1,12 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { LargeObjectError } from "../../src/errors";
-import { objectBytes, openDataSource, unlinkAll } from "../support/database";
+import { objectBytes } from "../support/database";
 import { rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened));
 
 test("'r' reads and refuses writes and truncates with ERR_LO_MODE", async () => {
   const oid = await LargeObject.create(ds, { data: "0123456789" });

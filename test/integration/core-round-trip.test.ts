@@ -2,19 +2,12 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { countObjects, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
+import { countObjects, objectBytes, randomBytes } from "../support/database";
 import { collect, drain } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened));
 
 const SIZES = [0, 1, 2047, 2048, 2049, 1024 * 1024 - 1, 1024 * 1024 + 1];
 

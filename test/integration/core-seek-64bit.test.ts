@@ -1,20 +1,13 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { objectBytes, openDataSource, unlinkAll } from "../support/database";
+import { objectBytes } from "../support/database";
 import { drain, rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 const GiB = 1024 ** 3;
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened));
 
 test("seek with each whence, tell, and size (which leaves the position alone)", async () => {
   const oid = await LargeObject.create(ds, { data: "0123456789" });

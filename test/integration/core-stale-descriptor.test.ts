@@ -1,18 +1,11 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { objectBytes, openDataSource, unlinkAll } from "../support/database";
+import { objectBytes } from "../support/database";
 import { rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened));
 
 // Descriptors are numbered from 0 in every transaction: a handle that outlives the caller's
 // transaction holds the number of whatever the next transaction opens first.

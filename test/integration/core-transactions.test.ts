@@ -1,21 +1,12 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { countObjects, idleInTransaction, objectBytes, objectExists, openDataSource, unlinkAll } from "../support/database";
+import { countObjects, objectBytes, objectExists } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterEach(async () => {
-  expect(await idleInTransaction(ds)).toBe(0);
-  expect(checkedOut(ds)).toBe(0);
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { checkClean: true });
 
 test("a QueryRunner's transaction is joined: close() commits nothing, the caller's rollback leaves no object", async () => {
   const runner = ds.createQueryRunner();
