@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
@@ -6,8 +6,13 @@ import { randomBytes } from "../support/database";
 import { gradientPng, toneWav } from "../support/sample-media";
 import { startSample, stopSample, type SampleServer } from "../support/sample-app";
 
-// Debian's chromium; .ci/prepare installs it, so this test runs everywhere the suite does.
+// Debian's chromium. In CI .ci/prepare installs it and a missing browser fails the run; on a
+// newcomer's machine without it the file is skipped with a note, so `npm test` still passes.
 const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: .ci/prepare installs it`);
+if (!hasChromium) console.log(`browser test skipped: ${CHROMIUM} is missing (apt-get install chromium, or run .ci/prepare as root)`);
+const browserTest = hasChromium ? test : test.skip;
 const ARTIFACTS = path.join(__dirname, "..", "..", "test-artifacts");
 
 let sample: SampleServer | undefined;
@@ -23,6 +28,7 @@ interface MediaLike {
 }
 
 beforeAll(async () => {
+  if (!hasChromium) return;
   sample = await startSample();
   sample.app.server.on("request", (req: { headers: { range?: string } }) => {
     if (req.headers.range !== undefined) ranges.push(req.headers.range);
@@ -62,7 +68,7 @@ async function uploadThroughForm(files: { name: string; mimeType: string; buffer
   }
 }
 
-test("the page uploads files through the form with progress, lists them, and downloads the same bytes", async () => {
+browserTest("the page uploads files through the form with progress, lists them, and downloads the same bytes", async () => {
   await page.goto(sample!.url);
   await page.locator("#empty").waitFor();
   const data = randomBytes(6 * 1024 * 1024 + 5, 51);
@@ -92,7 +98,7 @@ test("the page uploads files through the form with progress, lists them, and dow
   await page.screenshot({ path: path.join(ARTIFACTS, "sample-app.png"), fullPage: true });
 });
 
-test("an audio preview seeks through Range requests", async () => {
+browserTest("an audio preview seeks through Range requests", async () => {
   await uploadThroughForm([{ name: "tone.wav", mimeType: "audio/wav", buffer: toneWav(60) }]);
   await page.locator("#documents tbody tr", { hasText: "tone.wav" }).getByText("Preview").click();
   const audio = page.locator("#preview-body audio");
