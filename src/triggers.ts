@@ -88,6 +88,12 @@ BEGIN
       INTO used USING o::pg_catalog.int8;
     IF used THEN RETURN false; END IF;
   END LOOP;
+  -- An object this role may not unlink stays (and keeps its record): refusing the user's DELETE
+  -- over it would be worse, and so would touching a record table this role may not lock.
+  SELECT m.lomowner INTO owner FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o;
+  IF FOUND AND NOT (pg_catalog.pg_has_role(owner, 'USAGE') OR pg_catalog.current_setting('lo_compat_privileges')::boolean) THEN
+    RETURN false;
+  END IF;
   -- The sweep holds record rows FOR UPDATE while it unlinks: wait for it, then look again.
   PERFORM 1 FROM ${records} r WHERE r.oid = o FOR UPDATE;
   SELECT m.lomowner INTO owner FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o;

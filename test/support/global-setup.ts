@@ -41,7 +41,7 @@ async function findDatabase(): Promise<{ url: string; how: string; stop?: Stop }
   try {
     const dir = mkdtempSync(path.join(os.tmpdir(), "tlo-test-pg-"));
     chmodSync(dir, 0o755); // the server may run as another user (postgres, when we are root)
-    const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), persistent: false });
+    const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), persistent: false, trust: true });
     const stop = async (): Promise<void> => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
