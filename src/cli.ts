@@ -8,6 +8,7 @@ import { isLargeObjectError } from "./errors";
 import { largeObjectStatus, type LargeObjectStatus } from "./status";
 import { DEFAULT_GRACE_MS, DEFAULT_SWEEP_BATCH_SIZE, sweepOrphans, type SweepProgress, type SweepReport } from "./sweep";
 import { largeObjectTriggerStatements } from "./triggers";
+import { isDataSource } from "./transaction-scope";
 
 /** Exit codes a cron job can act on. */
 export const EXIT = {
@@ -165,11 +166,6 @@ function registerTypeScript(from: string): void {
       `cannot load ${from}: loading TypeScript needs ts-node or tsx in the project (npm install -D ts-node), or compile it and pass the .js file`,
     );
   }
-}
-
-function isDataSource(value: unknown): value is DataSource {
-  const v = value as Partial<DataSource> | null;
-  return typeof v === "object" && v !== null && typeof v.initialize === "function" && typeof v.options === "object";
 }
 
 /** Loads a data-source file the way the TypeORM CLI does: its default export, or its one DataSource export. */

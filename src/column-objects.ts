@@ -5,7 +5,8 @@ import { DEFAULT_CHUNK_SIZE, INV_WRITE, pipeIntoNewObject } from "./large-object
 import { integerLiteral } from "./arguments";
 import { LargeObjectRecord } from "./records";
 import { quoteIdentifier, quoteTable } from "./sql";
-import { largeObjectColumns, type LargeObjectColumnInfo } from "./column";
+import type { LargeObjectColumnInfo } from "./column";
+import { findReferences } from "./triggers";
 import { TransactionScope, type PgClient } from "./transaction-scope";
 
 /** Content up to this size is created in batches (one statement for every object of a flush). */
@@ -209,26 +210,19 @@ export async function adoptForColumn(
 ): Promise<void> {
   const dataSource = info.entity.connection;
   const details = { oid, entity: info.entity.name, property: info.property };
-  const references = largeObjectColumns(dataSource).map(
-    // The same expression as the reference index the triggers keep, so each probe is an index lookup.
-    (c) => `SELECT 1 FROM ${quoteTable(c.entity)} WHERE ${quoteIdentifier(c.column.databaseName)}::pg_catalog.int8 = $1::pg_catalog.int8`,
-  );
   const rows = await scope
-    .query<{ found: boolean; used: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1) AS found,
-              EXISTS (${references.join(" UNION ALL ")}) AS used`,
-      [oid],
-    )
+    .query<{ found: boolean }>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1) AS found", [oid])
     .catch((err: unknown) => {
       throw toLargeObjectError(err, details);
     });
   if (!rows[0]!.found) {
     throw new LargeObjectError("ERR_LO_NOT_FOUND", `large object ${oid} does not exist`, details);
   }
-  if (options.checkOwner && rows[0]!.used) {
+  const owners = options.checkOwner ? await findReferences(scope.runner, oid) : [];
+  if (owners.length > 0) {
     throw new LargeObjectError(
       "ERR_LO_IN_USE",
-      `large object ${oid} is already referenced by a large-object column; each object has one owner`,
+      `large object ${oid} is already referenced by ${owners.map((o) => `${o.table}.${o.column}`).join(", ")}; each object has one owner`,
       details,
     );
   }

@@ -14,7 +14,8 @@ export type Whence = "set" | "cur" | "end" | 0 | 1 | 2;
 
 /** lo_open mode bit for writing (libpq's INV_WRITE). */
 export const INV_WRITE = 0x20000;
-const INV_READ = 0x40000;
+/** lo_open mode bit for reading (libpq's INV_READ). */
+export const INV_READ = 0x40000;
 const MODE_FLAGS: Record<LargeObjectMode, number> = { r: INV_READ, w: INV_WRITE, rw: INV_READ | INV_WRITE, a: INV_WRITE };
 const WHENCE: Record<string, number> = { set: 0, cur: 1, end: 2, "0": 0, "1": 1, "2": 2 };
 
@@ -76,15 +77,11 @@ export class LargeObject {
    * const oid = await LargeObject.create(dataSource, { data: fs.createReadStream("video.mp4") });
    */
   static async create(source: LargeObjectSource, options: CreateOptions = {}): Promise<number> {
-    const scope = await TransactionScope.begin(source, { transaction: true });
-    try {
-      const oid = await createOnScope(scope, options.data);
-      await scope.end();
-      return oid;
-    } catch (err) {
-      await scope.end(err).catch(() => undefined);
-      throw toLargeObjectError(err);
-    }
+    return TransactionScope.using(source, { transaction: true }, (scope) => createOnScope(scope, options.data)).catch(
+      (err: unknown) => {
+        throw toLargeObjectError(err);
+      },
+    );
   }
 
   /**
@@ -131,14 +128,11 @@ export class LargeObject {
    */
   static async unlink(source: LargeObjectSource, oid: number): Promise<void> {
     const validOid = toOid(oid);
-    const scope = await TransactionScope.begin(source, { transaction: false });
-    try {
-      await scope.query("SELECT lo_unlink($1)", [validOid]);
-      await scope.end();
-    } catch (err) {
-      await scope.end(err).catch(() => undefined);
+    await TransactionScope.using(source, { transaction: false }, (scope) =>
+      scope.query("SELECT lo_unlink($1)", [validOid]),
+    ).catch((err: unknown) => {
       throw toLargeObjectError(err, { oid: validOid });
-    }
+    });
   }
 
   /**
@@ -150,18 +144,15 @@ export class LargeObject {
    */
   static async exists(source: LargeObjectSource, oid: number): Promise<boolean> {
     const validOid = toOid(oid);
-    const scope = await TransactionScope.begin(source, { transaction: false });
-    try {
-      const rows = await scope.query<{ found: boolean }>(
+    const rows = await TransactionScope.using(source, { transaction: false }, (scope) =>
+      scope.query<{ found: boolean }>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1) AS found",
         [validOid],
-      );
-      await scope.end();
-      return rows[0]!.found;
-    } catch (err) {
-      await scope.end(err).catch(() => undefined);
+      ),
+    ).catch((err: unknown) => {
       throw toLargeObjectError(err, { oid: validOid });
-    }
+    });
+    return rows[0]!.found;
   }
 
   /** Whether `close()` or `abort()` has run. */

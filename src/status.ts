@@ -1,8 +1,9 @@
 import type { DataSource } from "typeorm";
-import { LargeObjectError, toLargeObjectError } from "./errors";
-import { DEFAULT_GRACE_MS, INV_READ, referenceColumns, unreferenced } from "./sweep";
+import { toLargeObjectError } from "./errors";
+import { INV_READ } from "./large-object";
+import { referenceColumns, toGraceMs, unreferenced } from "./sweep";
 import { TransactionScope, dataSourceOf } from "./transaction-scope";
-import { resolveHome } from "./triggers";
+import { locateRecords } from "./triggers";
 
 /** Objects are measured this many per statement, so descriptors never pile up in one transaction. */
 const SIZE_CHUNK = 10_000;
@@ -41,20 +42,9 @@ export interface LargeObjectStatus {
  */
 export async function largeObjectStatus(dataSource: DataSource, options: { graceMs?: number } = {}): Promise<LargeObjectStatus> {
   dataSourceOf(dataSource);
-  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
-  if (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0) {
-    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `graceMs must be a finite number >= 0, got ${String(graceMs)}`);
-  }
-  const scope = await TransactionScope.begin(dataSource, { transaction: false });
-  try {
-    const { home, records } = await resolveHome(dataSource, scope);
-    const exists = await scope.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [records]);
-    if (!exists[0]!.found) {
-      throw new LargeObjectError(
-        "ERR_LO_NOT_REGISTERED",
-        `the record table ${records} does not exist: register the data source with registerLargeObjects() and synchronize or migrate`,
-      );
-    }
+  const graceMs = toGraceMs(options.graceMs);
+  return TransactionScope.using(dataSource, { transaction: false }, async (scope) => {
+    const { home, records } = await locateRecords(dataSource, scope);
     const columns = await referenceColumns(scope, records, home);
     const counts = await scope.query<Record<string, string>>(
       `SELECT
@@ -99,7 +89,6 @@ export async function largeObjectStatus(dataSource: DataSource, options: { grace
     }
     const objects = Number(c.objects);
     const recorded = Number(c.recorded);
-    await scope.end();
     return {
       objects,
       totalBytes: Number(totalBytes),
@@ -112,8 +101,7 @@ export async function largeObjectStatus(dataSource: DataSource, options: { grace
       unreferencedWithoutRecord: Number(c.unrecorded_orphans),
       graceMs,
     };
-  } catch (err) {
-    await scope.end(err).catch(() => undefined);
+  }).catch((err: unknown) => {
     throw toLargeObjectError(err);
-  }
+  });
 }

@@ -2,7 +2,8 @@ import type { DataSource } from "typeorm";
 import { LargeObjectError, toLargeObjectError } from "./errors";
 import { quoteIdentifier } from "./sql";
 import { TransactionScope, dataSourceOf } from "./transaction-scope";
-import { COLUMNS_TABLE, resolveHome } from "./triggers";
+import { COLUMNS_TABLE, locateRecords } from "./triggers";
+import { INV_READ } from "./large-object";
 
 /** Objects younger than this are never swept by default: one day. */
 export const DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000;
@@ -14,8 +15,6 @@ const DEFAULT_CONCURRENCY = 2;
 const DISCOVERY_CHUNK = 50_000;
 /** Advisory-lock namespace for objects that have no record row to lock (scope "all"). */
 const ADVISORY_NAMESPACE = 0x746c6f02;
-/** lo_open mode for reading. */
-export const INV_READ = 0x40000;
 
 /** Which objects a sweep may consider. */
 export type SweepScope = "recorded" | "all";
@@ -93,15 +92,21 @@ export interface ReferenceColumn {
   int8Index: boolean;
 }
 
+/** The grace period in milliseconds (default one day), or ERR_LO_INVALID_ARGUMENT. */
+export function toGraceMs(value: unknown): number {
+  const graceMs = value ?? DEFAULT_GRACE_MS;
+  if (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0) {
+    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `graceMs must be a finite number >= 0, got ${String(graceMs)}`);
+  }
+  return graceMs;
+}
+
 function validate(options: SweepOptions): Required<Omit<SweepOptions, "onProgress">> {
   const batchSize = options.batchSize ?? DEFAULT_SWEEP_BATCH_SIZE;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
     throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `batchSize must be an integer from 1 to ${MAX_BATCH_SIZE}, got ${String(batchSize)}`);
   }
-  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
-  if (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0) {
-    throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `graceMs must be a finite number >= 0, got ${String(graceMs)}`);
-  }
+  const graceMs = toGraceMs(options.graceMs);
   const scope = options.scope ?? "recorded";
   if (scope !== "recorded" && scope !== "all") {
     throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `scope must be "recorded" or "all", got ${String(scope)}`);
@@ -222,17 +227,8 @@ function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[]
       FROM sized s`;
 }
 
-async function inTransaction<T>(dataSource: DataSource, task: (scope: TransactionScope) => Promise<T>, commit: boolean): Promise<T> {
-  const scope = await TransactionScope.begin(dataSource, { transaction: true });
-  try {
-    const result = await task(scope);
-    if (commit) await scope.end();
-    else await scope.end(new Error("dry run"));
-    return result;
-  } catch (err) {
-    await scope.end(err).catch(() => undefined);
-    throw err;
-  }
+function inTransaction<T>(dataSource: DataSource, task: (scope: TransactionScope) => Promise<T>, commit: boolean): Promise<T> {
+  return TransactionScope.using(dataSource, { transaction: true, rollback: !commit }, task);
 }
 
 /**
@@ -265,18 +261,9 @@ export async function sweepOrphans(dataSource: DataSource, options: SweepOptions
   let bytes = 0n;
   let processed = 0;
   try {
-    const setup = await TransactionScope.begin(dataSource, { transaction: false });
-    let records: string;
-    let home: string;
-    try {
-      ({ records, home } = await resolveHome(dataSource, setup));
-      const exists = await setup.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [records]);
-      if (!exists[0]!.found) {
-        throw new LargeObjectError(
-          "ERR_LO_NOT_REGISTERED",
-          `the record table ${records} does not exist: register the data source with registerLargeObjects() and synchronize or migrate`,
-        );
-      }
+    const { records, home } = await TransactionScope.using(dataSource, { transaction: false }, async (setup) => {
+      const located = await locateRecords(dataSource, setup);
+      const records = located.records;
       const counted = await setup.query<{ n: string }>(
         scope === "recorded"
           ? `SELECT count(*) AS n FROM ${records}`
@@ -285,11 +272,8 @@ export async function sweepOrphans(dataSource: DataSource, options: SweepOptions
                        SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = r.oid)) AS n`,
       );
       report.scanned = Number(counted[0]!.n);
-      await setup.end();
-    } catch (err) {
-      await setup.end(err).catch(() => undefined);
-      throw err;
-    }
+      return located;
+    });
 
     let after = 0;
     let discoveryDone = false;

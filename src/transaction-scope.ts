@@ -28,9 +28,10 @@ function isEntityManager(source: object): source is EntityManager {
   return typeof s.transaction === "function" && typeof s.getRepository === "function" && "connection" in s;
 }
 
-function isDataSource(source: object): source is DataSource {
-  const s = source as Partial<DataSource>;
-  return typeof s.createQueryRunner === "function" && typeof s.initialize === "function";
+/** Whether a value is a TypeORM DataSource (checked by shape: the package may be loaded twice). */
+export function isDataSource(source: unknown): source is DataSource {
+  const s = source as Partial<DataSource> | null;
+  return typeof s === "object" && s !== null && typeof s.createQueryRunner === "function" && typeof s.initialize === "function";
 }
 
 /** The data source behind any accepted source, checked to be PostgreSQL. */
@@ -119,6 +120,26 @@ export class TransactionScope {
   ) {
     this.endCounter = hasTransaction ? transactionEndCounter(client) : undefined;
     this.endsAtStart = this.endCounter?.count ?? 0;
+  }
+
+  /**
+   * Runs `task` in a scope and ends it: committed when the task succeeds (rolled back instead with
+   * `rollback`, for dry runs), rolled back when it fails, and a runner of its own released either way.
+   */
+  static async using<T>(
+    source: LargeObjectSource,
+    options: ScopeOptions & { rollback?: boolean },
+    task: (scope: TransactionScope) => Promise<T>,
+  ): Promise<T> {
+    const scope = await TransactionScope.begin(source, options);
+    try {
+      const result = await task(scope);
+      await scope.end(options.rollback ? new Error("rolled back on purpose") : undefined);
+      return result;
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Joins the source's transaction, or starts one (and a runner) of its own. */

@@ -268,6 +268,19 @@ export async function resolveHome(dataSource: DataSource, scope: TransactionScop
   return { home, records: qualified(home, meta?.tableName ?? RECORDS_TABLE) };
 }
 
+/** Like {@link resolveHome}, and ERR_LO_NOT_REGISTERED when the record table does not exist. */
+export async function locateRecords(dataSource: DataSource, scope: TransactionScope): Promise<{ home: string; records: string }> {
+  const located = await resolveHome(dataSource, scope);
+  const exists = await scope.query<{ found: boolean }>("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS found", [located.records]);
+  if (!exists[0]!.found) {
+    throw new LargeObjectError(
+      "ERR_LO_NOT_REGISTERED",
+      `the record table ${located.records} does not exist: register the data source with registerLargeObjects() and synchronize or migrate`,
+    );
+  }
+  return located;
+}
+
 /** The distinct table columns behind the data source's large-object columns (inheritance shares tables). */
 function triggerColumns(dataSource: DataSource, current: string): TriggerColumn[] {
   const seen = new Map<string, TriggerColumn>();
@@ -290,17 +303,11 @@ async function plan(dataSource: DataSource, scope: TransactionScope): Promise<Tr
   return { home, records, columns: triggerColumns(dataSource, await currentSchema(scope)) };
 }
 
-async function withScope<T>(source: LargeObjectSource, task: (scope: TransactionScope, dataSource: DataSource) => Promise<T>): Promise<T> {
+function withScope<T>(source: LargeObjectSource, task: (scope: TransactionScope, dataSource: DataSource) => Promise<T>): Promise<T> {
   const dataSource = dataSourceOf(source);
-  const scope = await TransactionScope.begin(source, { transaction: true });
-  try {
-    const result = await task(scope, dataSource);
-    await scope.end();
-    return result;
-  } catch (err) {
-    await scope.end(err).catch(() => undefined);
+  return TransactionScope.using(source, { transaction: true }, (scope) => task(scope, dataSource)).catch((err: unknown) => {
     throw toLargeObjectError(err);
-  }
+  });
 }
 
 interface ExistingColumn {
@@ -580,8 +587,7 @@ export async function findReferences(
   options: { except?: Pick<LargeObjectColumnInfo, "entity" | "column"> } = {},
 ): Promise<LargeObjectReference[]> {
   const dataSource = dataSourceOf(source);
-  const scope = await TransactionScope.begin(source, { transaction: false });
-  try {
+  return TransactionScope.using(source, { transaction: false }, async (scope) => {
     const current = await currentSchema(scope);
     const columns = largeObjectColumns(dataSource).filter(
       (c) => c.entity.tableType !== "view" && !(options.except && c.entity === options.except.entity && c.column === options.except.column),
@@ -604,10 +610,8 @@ export async function findReferences(
         });
       }
     }
-    await scope.end();
     return found;
-  } catch (err) {
-    await scope.end(err).catch(() => undefined);
+  }).catch((err: unknown) => {
     throw toLargeObjectError(err, { oid });
-  }
+  });
 }
