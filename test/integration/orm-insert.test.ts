@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { LargeObject, isLargeObjectError, oidOf } from "../../src";
 import { countObjects, objectBytes, objectExists, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { dropAll, openOrmDataSource, statementsOf } from "../support/orm";
 import { Document, Folder, FolderFile } from "./fixtures/documents";
 
 let ds: DataSource;
@@ -134,9 +134,13 @@ test("a cascade save of a parent whose children each carry content creates one o
   expect(warnings.filter((w) => w.includes("already executing"))).toEqual([]);
 });
 
-test("a save([...]) of many small entities creates them in few statements and all bytes are right", async () => {
+test("a save([...]) of many small entities creates them in one statement and all bytes are right", async () => {
   const docs = Array.from({ length: 300 }, (_, n) => ({ name: `n${n}`, attachment: randomBytes(1024, n + 1) }));
-  const saved = await ds.getRepository(Document).save(docs);
+  let saved: Document[] = [];
+  const statements = await statementsOf(ds, async (manager) => {
+    saved = await manager.getRepository(Document).save(docs);
+  });
+  expect(statements.filter((s) => s.includes("lo_from_bytea"))).toHaveLength(1);
   for (const [n, doc] of saved.entries()) {
     expect((await objectBytes(ds, doc.attachment as number)).equals(randomBytes(1024, n + 1))).toBe(true);
   }

@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { LargeObject, oidOf } from "../../src";
 import { countObjects, objectBytes, objectExists } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { dropAll, openOrmDataSource, statementsOf } from "../support/orm";
 import { Document, Folder, FolderFile } from "./fixtures/documents";
 
 let ds: DataSource;
@@ -59,22 +59,11 @@ describe("update", () => {
     const saved = await docs().save({ name: "u5", attachment: "same" });
     const loaded = await docs().findOneByOrFail({ id: saved.id });
     const objects = await countObjects(ds);
-    const statements: string[] = [];
-    const runner = ds.createQueryRunner();
-    const client = (await runner.connect()) as { query: (...args: unknown[]) => unknown };
-    const original = client.query.bind(client);
-    client.query = (...args: unknown[]) => {
-      statements.push(String(typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text));
-      return original(...args);
-    };
-    try {
-      await runner.manager.getRepository(Document).save(loaded);
+    const statements = await statementsOf(ds, async (manager) => {
+      await manager.getRepository(Document).save(loaded);
       loaded.name = "renamed";
-      await runner.manager.getRepository(Document).save(loaded);
-    } finally {
-      client.query = original;
-      await runner.release();
-    }
+      await manager.getRepository(Document).save(loaded);
+    });
     expect(statements.filter((s) => /\blo_|typeorm_large_objects/.test(s))).toEqual([]);
     expect(await countObjects(ds)).toBe(objects);
     expect((await docs().findOneByOrFail({ id: saved.id })).attachment).toBe(saved.attachment);

@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import type { DataSource, EntitySchema, MixedList } from "typeorm";
+import type { DataSource, EntityManager, EntitySchema, MixedList } from "typeorm";
 import { registerLargeObjects } from "../../src";
 import { makeDataSource } from "./database";
 
@@ -28,4 +28,23 @@ export async function dropAll(ds: DataSource): Promise<void> {
   }
   await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata");
   await ds.destroy();
+}
+
+/** Runs `work` on a runner of its own and returns the SQL text of every statement it sent. */
+export async function statementsOf(ds: DataSource, work: (manager: EntityManager) => Promise<unknown>): Promise<string[]> {
+  const statements: string[] = [];
+  const runner = ds.createQueryRunner();
+  const client = (await runner.connect()) as { query: (...args: unknown[]) => unknown };
+  const original = client.query.bind(client);
+  client.query = (...args: unknown[]) => {
+    statements.push(String(typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text));
+    return original(...args);
+  };
+  try {
+    await work(runner.manager);
+  } finally {
+    client.query = original;
+    await runner.release();
+  }
+  return statements;
 }
