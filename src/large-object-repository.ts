@@ -1,10 +1,10 @@
 import type { DataSource, EntityManager, ObjectLiteral } from "typeorm";
 import { LargeObjectError, toLargeObjectError } from "./errors";
 import { toChunkSize } from "./arguments";
-import { forEachPiece, type LargeObjectContent } from "./content";
+import type { LargeObjectContent } from "./content";
 import { findLargeObjectColumn, type LargeObjectColumnInfo } from "./column";
 import { createForColumn } from "./column-objects";
-import { LargeObject, DEFAULT_CHUNK_SIZE, toMode, type LargeObjectMode } from "./large-object";
+import { LargeObject, pipePieces, toMode, type LargeObjectMode } from "./large-object";
 import type { LargeObjectReadStream, ReadStreamOptions } from "./read-stream";
 import type { LargeObjectWriteStream, WriteStreamOptions } from "./write-stream";
 import { quoteIdentifier, quoteTable } from "./sql";
@@ -185,12 +185,7 @@ export class LargeObjectRepository {
       handle,
       async () => {
         await handle.truncate(0);
-        let written = 0;
-        await forEachPiece(content, DEFAULT_CHUNK_SIZE, async (piece) => {
-          await handle.writePiece(piece);
-          written += piece.length;
-        });
-        return written;
+        return pipePieces(content, async () => handle.pipelinedWriter());
       },
       true,
     );

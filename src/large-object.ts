@@ -436,17 +436,28 @@ export async function pipeIntoNewObject(
   open: () => Promise<{ oid: number; fd: number }>,
 ): Promise<{ oid: number; fd: number } | undefined> {
   let target: { oid: number; fd: number } | undefined;
+  await pipePieces(data, async () => {
+    target = await open();
+    return new PipelinedWriter(scope, target.fd, "SELECT lowrite($1, $2)");
+  });
+  return target;
+}
+
+/**
+ * Writes every 1 MiB piece of `data` through a pipelined writer, made when the first piece arrives,
+ * and returns the bytes written once the server has stored them all.
+ */
+export async function pipePieces(data: LargeObjectContent, makeWriter: () => Promise<PipelinedWriter>): Promise<number> {
   let writer: PipelinedWriter | undefined;
+  let written = 0;
   try {
     await forEachPiece(data, DEFAULT_CHUNK_SIZE, async (piece) => {
-      if (writer === undefined) {
-        target = await open();
-        writer = new PipelinedWriter(scope, target.fd, "SELECT lowrite($1, $2)");
-      }
+      writer ??= await makeWriter();
       await writer.write(piece);
+      written += piece.length;
     });
     await writer?.flush();
-    return target;
+    return written;
   } catch (err) {
     // Let a run still on the wire end before the caller issues its clean-up statements.
     await writer?.flush().catch(() => undefined);
