@@ -3,65 +3,114 @@ import { DataSource } from "typeorm";
 import { registerLargeObjects } from "../src/registration";
 import { sweepOrphans, type SweepReport } from "../src/sweep";
 import { BenchFile } from "./entity";
+import { median } from "./stats";
 
 /** The orphan sweep measured against bare lo_unlink of as many objects, 1,000 per transaction. */
 export interface SweepFigures {
   objects: number;
   orphans: number;
+  rounds: number;
+  /** Medians over the rounds, and their min-max. */
   sweepPerSecond: number;
+  sweepRange: [number, number];
   barePerSecond: number;
+  /** Median of the ratios taken round by round (sweep / bare), and their min-max. */
+  ratio: number;
+  ratioRange: [number, number];
   report: SweepReport;
 }
 
 const BATCH = 1000;
 
 /**
- * Creates `count` recorded objects, half referenced by rows, then times `sweepOrphans` (grace 0)
- * and, for comparison, bare `lo_unlink` of the same number of unreferenced objects.
+ * Rounds of: `count` recorded objects, half referenced by rows, swept by `sweepOrphans` (grace 0);
+ * and bare `lo_unlink` of as many unreferenced objects. The two alternate which goes first, and
+ * the ratio is taken within each round, so that a slow moment of the machine hits both alike.
  */
-export async function benchSweep(url: string, count: number): Promise<SweepFigures> {
+export async function benchSweep(url: string, count: number, rounds = 3): Promise<SweepFigures> {
   const ds = registerLargeObjects(new DataSource({ type: "postgres", url, entities: [BenchFile], synchronize: true }));
   await ds.initialize();
+  const orphans = Math.floor(count / 2);
+  const sweeps: number[] = [];
+  const bares: number[] = [];
+  const ratios: number[] = [];
+  let report: SweepReport | undefined;
   try {
-    const orphans = Math.floor(count / 2);
-    // Objects and records in the library's own batched form; the referenced half gets rows.
-    for (let done = 0; done < count; done += 10_000) {
-      const n = Math.min(10_000, count - done);
+    const timeSweep = async (): Promise<number> => {
+      // Objects and records in the library's own batched form; the referenced half gets rows.
+      for (let done = 0; done < count; done += 10_000) {
+        await ds.query(
+          `INSERT INTO typeorm_large_objects (oid, created_for, created_at)
+           SELECT lo_from_bytea(0, '\\x00'::bytea), 'bench', now() - interval '1 day' FROM generate_series(1, $1)`,
+          [Math.min(10_000, count - done)],
+        );
+      }
       await ds.query(
-        `INSERT INTO typeorm_large_objects (oid, created_for, created_at)
-         SELECT lo_from_bytea(0, '\\x00'::bytea), 'bench', now() - interval '1 day' FROM generate_series(1, $1)`,
-        [n],
+        `INSERT INTO bench_files (file)
+         SELECT r.oid FROM typeorm_large_objects r WHERE r.created_for = 'bench' ORDER BY r.oid LIMIT $1`,
+        [count - orphans],
       );
+      await ds.query("CHECKPOINT");
+      const started = process.hrtime.bigint();
+      report = await sweepOrphans(ds, { graceMs: 0 });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (report.unlinked !== orphans) throw new Error(`the sweep unlinked ${report.unlinked}, expected ${orphans}`);
+      await removeBenchObjects(ds);
+      return orphans / seconds;
+    };
+    const timeBare = async (): Promise<number> => {
+      const bare: number[] = (await ds.query(`SELECT lo_from_bytea(0, '\\x00'::bytea) AS oid FROM generate_series(1, $1)`, [orphans])).map(
+        (r: { oid: number }) => r.oid,
+      );
+      await ds.query("CHECKPOINT");
+      const runner = ds.createQueryRunner();
+      const client = (await runner.connect()) as { query(sql: string, values?: unknown[]): Promise<unknown> };
+      const started = process.hrtime.bigint();
+      for (let at = 0; at < bare.length; at += BATCH) {
+        await client.query("BEGIN");
+        await client.query("SELECT lo_unlink(o) FROM unnest($1::oid[]) AS o", [bare.slice(at, at + BATCH)]);
+        await client.query("COMMIT");
+      }
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      await runner.release();
+      return orphans / seconds;
+    };
+    for (let round = 0; round < rounds; round++) {
+      let sweep: number;
+      let bare: number;
+      if (round % 2 === 0) {
+        sweep = await timeSweep();
+        bare = await timeBare();
+      } else {
+        bare = await timeBare();
+        sweep = await timeSweep();
+      }
+      sweeps.push(sweep);
+      bares.push(bare);
+      ratios.push(sweep / bare);
     }
-    await ds.query(
-      `INSERT INTO bench_files (file)
-       SELECT r.oid FROM typeorm_large_objects r WHERE r.created_for = 'bench' ORDER BY r.oid LIMIT $1`,
-      [count - orphans],
-    );
-    const started = process.hrtime.bigint();
-    const report = await sweepOrphans(ds, { graceMs: 0 });
-    const sweepSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-    if (report.unlinked !== orphans) throw new Error(`the sweep unlinked ${report.unlinked}, expected ${orphans}`);
-
-    const bare: number[] = (
-      await ds.query(`SELECT lo_from_bytea(0, '\\x00'::bytea) AS oid FROM generate_series(1, $1)`, [orphans])
-    ).map((r: { oid: number }) => r.oid);
-    const runner = ds.createQueryRunner();
-    const client = (await runner.connect()) as { query(sql: string, values?: unknown[]): Promise<unknown> };
-    const bareStarted = process.hrtime.bigint();
-    for (let at = 0; at < bare.length; at += BATCH) {
-      await client.query("BEGIN");
-      await client.query("SELECT lo_unlink(o) FROM unnest($1::oid[]) AS o", [bare.slice(at, at + BATCH)]);
-      await client.query("COMMIT");
-    }
-    const bareSeconds = Number(process.hrtime.bigint() - bareStarted) / 1e9;
-    await runner.release();
-    return { objects: count, orphans, sweepPerSecond: orphans / sweepSeconds, barePerSecond: orphans / bareSeconds, report };
   } finally {
-    // Deleting the rows lets the triggers unlink the referenced half, up to their per-transaction
-    // limit; the sweep takes the rest in batches (one statement for all would exhaust the lock table).
-    await ds.query("DELETE FROM bench_files WHERE file IN (SELECT oid FROM typeorm_large_objects WHERE created_for = 'bench')");
-    await sweepOrphans(ds, { graceMs: 0 });
+    await removeBenchObjects(ds);
     await ds.destroy();
   }
+  return {
+    objects: count,
+    orphans,
+    rounds,
+    sweepPerSecond: median(sweeps),
+    sweepRange: [Math.min(...sweeps), Math.max(...sweeps)],
+    barePerSecond: median(bares),
+    ratio: median(ratios),
+    ratioRange: [Math.min(...ratios), Math.max(...ratios)],
+    report: report!,
+  };
+}
+
+/**
+ * Deleting the rows lets the triggers unlink the referenced half, up to their per-transaction
+ * limit; the sweep takes the rest in batches (one statement for all would exhaust the lock table).
+ */
+async function removeBenchObjects(ds: DataSource): Promise<void> {
+  await ds.query("DELETE FROM bench_files WHERE file IN (SELECT oid FROM typeorm_large_objects WHERE created_for = 'bench')");
+  await sweepOrphans(ds, { graceMs: 0 });
 }

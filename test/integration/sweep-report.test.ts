@@ -1,7 +1,7 @@
 import type { DataSource } from "typeorm";
-import { isLargeObjectError } from "../../src";
+import { isLargeObjectError, registerLargeObjects } from "../../src";
 import { sweepOrphans, type SweepProgress } from "../../src/sweep";
-import { countObjects } from "../support/database";
+import { countObjects, databaseUrl, makeDataSource } from "../support/database";
 import { openOrmDataSource } from "../support/orm";
 import { countRecords, dropCleanup, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
@@ -76,4 +76,47 @@ test("each transaction unlinks at most batchSize objects", async () => {
   const report = await sweepOrphans(ds, { batchSize: 7, concurrency: 1, onProgress: (p) => unlinkedAfterEachBatch.push(p.unlinked) });
   expect(report).toMatchObject({ batches: 5, unlinked: 30 });
   expect(unlinkedAfterEachBatch).toEqual([7, 14, 21, 28, 30]);
+});
+
+test("bytes freed are the objects' sizes, whether or not the sweeping role may read pg_largeobject", async () => {
+  // Sizes around the 2 KiB page, an empty object, and a sparse one whose last page is far out.
+  const sizes = [0, 1, 2047, 2048, 2049, 100_000];
+  await ds.query(
+    `INSERT INTO typeorm_large_objects (oid, created_for, created_at)
+     SELECT lo_from_bytea(0, decode(repeat('ab', n), 'hex')), 'gone.table.column', now() - interval '2 days' FROM unnest($1::int[]) AS n`,
+    [sizes],
+  );
+  const [{ sparse }] = await ds.query<{ sparse: number }[]>("SELECT lo_from_bytea(0, ''::bytea) AS sparse");
+  await ds.query("SELECT lo_put($1, 3000000, '\\x7878'::bytea)", [sparse]);
+  await ds.query("INSERT INTO typeorm_large_objects (oid, created_for, created_at) VALUES ($1, 'x', now() - interval '2 days')", [sparse]);
+  const expected = sizes.reduce((a, b) => a + b, 0) + 3_000_002;
+
+  const role = `sweep_sizer_${process.pid}`;
+  await ds.query(`DROP ROLE IF EXISTS ${role}`);
+  await ds.query(`CREATE ROLE ${role} LOGIN`);
+  const limited = registerLargeObjects(
+    makeDataSource({ url: Object.assign(new URL(databaseUrl()), { username: role }).toString(), entities: CLEANUP_ENTITIES } as Parameters<typeof makeDataSource>[0]),
+  );
+  try {
+    await ds.query(`GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
+    for (const { oid } of await ds.query<{ oid: number }[]>("SELECT oid FROM typeorm_large_objects")) {
+      await ds.query(`ALTER LARGE OBJECT ${Number(oid)} OWNER TO ${role}`);
+    }
+    const [{ readable }] = await ds.query<{ readable: boolean }[]>(
+      `SELECT has_table_privilege($1, 'pg_catalog.pg_largeobject', 'SELECT') AS readable`,
+      [role],
+    );
+    expect(readable).toBe(false);
+    // The superuser sizes objects from their last page; the role opens each one.
+    expect(await sweepOrphans(ds, { dryRun: true })).toMatchObject({ orphans: 7, bytesFreed: expected });
+    await limited.initialize();
+    expect(await sweepOrphans(limited, { dryRun: true })).toMatchObject({ orphans: 7, bytesFreed: expected });
+    expect(await sweepOrphans(limited)).toMatchObject({ unlinked: 7, bytesFreed: expected });
+  } finally {
+    if (limited.isInitialized) await limited.destroy();
+    await ds.query(`SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = (SELECT oid FROM pg_roles WHERE rolname = $1)`, [role]);
+    await ds.query(`REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${role}`);
+    await ds.query(`DROP ROLE ${role}`);
+  }
+  expect(await countRecords(ds)).toBe(0);
 });
