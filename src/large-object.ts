@@ -4,7 +4,7 @@ import { TransactionScope, type LargeObjectSource } from "./transaction-scope";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
 import { chunkToBuffer, forEachPiece, singlePiece, type LargeObjectContent } from "./content";
-import { PipelinedWriter } from "./write-pipeline";
+import { PipelinedWriter, WRITE_PIECE_SIZE } from "./write-pipeline";
 
 /** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
 export type LargeObjectMode = "r" | "w" | "rw" | "a";
@@ -19,14 +19,17 @@ export const INV_READ = 0x40000;
 const MODE_FLAGS: Record<LargeObjectMode, number> = { r: INV_READ, w: INV_WRITE, rw: INV_READ | INV_WRITE, a: INV_WRITE };
 const WHENCE: Record<string, number> = { set: 0, cur: 1, end: 2, "0": 0, "1": 1, "2": 2 };
 
-/** Default piece size of reads and writes: 1 MiB, where round trips stop mattering. */
+/** Default piece size of reads: 1 MiB, where round trips stop mattering. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 /** Largest single `loread` (the server builds the whole bytea in memory). */
 const MAX_READ_PIECE = 16 * 1024 * 1024;
 
 /** Options of {@link LargeObject.open}. */
 export interface OpenOptions {
-  /** Bytes per `read()` without an argument and per iteration step (default 1 MiB). */
+  /**
+   * Bytes per `read()` without an argument and per iteration step (default 1 MiB), and per
+   * `lowrite` of `write()` and write streams (default 256 KiB).
+   */
   chunkSize?: number;
 }
 
@@ -55,6 +58,7 @@ export class LargeObject {
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly chunkSize: number;
+  private readonly writePieceSize: number;
 
   private constructor(
     /** The transaction this descriptor lives in. */
@@ -67,6 +71,7 @@ export class LargeObject {
     options: OpenOptions,
   ) {
     this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
+    this.writePieceSize = options.chunkSize === undefined ? WRITE_PIECE_SIZE : this.chunkSize;
   }
 
   /**
@@ -196,8 +201,8 @@ export class LargeObject {
     this.assertOpen();
     this.assertCan("write");
     const buffer = chunkToBuffer(data, this.oid);
-    for (let offset = 0; offset < buffer.length; offset += this.chunkSize) {
-      await this.writePiece(buffer.subarray(offset, offset + this.chunkSize));
+    for (let offset = 0; offset < buffer.length; offset += this.writePieceSize) {
+      await this.writePiece(buffer.subarray(offset, offset + this.writePieceSize));
     }
     return buffer.length;
   }
@@ -308,7 +313,7 @@ export class LargeObject {
   createWriteStream(options: WriteStreamOptions = {}): LargeObjectWriteStream {
     this.assertOpen();
     this.assertCan("write");
-    return new LargeObjectWriteStream(this, { chunkSize: this.chunkSize, ...options });
+    return new LargeObjectWriteStream(this, { chunkSize: this.writePieceSize, ...options });
   }
 
   /**
@@ -444,14 +449,14 @@ export async function pipeIntoNewObject(
 }
 
 /**
- * Writes every 1 MiB piece of `data` through a pipelined writer, made when the first piece arrives,
+ * Writes `data` in pieces of {@link WRITE_PIECE_SIZE} through a pipelined writer, made when the first piece arrives,
  * and returns the bytes written once the server has stored them all.
  */
 export async function pipePieces(data: LargeObjectContent, makeWriter: () => Promise<PipelinedWriter>): Promise<number> {
   let writer: PipelinedWriter | undefined;
   let written = 0;
   try {
-    await forEachPiece(data, DEFAULT_CHUNK_SIZE, async (piece) => {
+    await forEachPiece(data, WRITE_PIECE_SIZE, async (piece) => {
       writer ??= await makeWriter();
       await writer.write(piece);
       written += piece.length;

@@ -4,11 +4,11 @@ import { toChunkSize } from "./arguments";
 import { chunkToBuffer } from "./content";
 import { PieceAssembler } from "./piece-assembler";
 import type { LargeObject } from "./large-object";
-import type { PipelinedWriter } from "./write-pipeline";
+import { WRITE_PIECE_SIZE, type PipelinedWriter } from "./write-pipeline";
 
 /** Options of a large-object write stream. */
 export interface WriteStreamOptions {
-  /** Bytes per `lowrite` (default 1 MiB): small incoming chunks are gathered to this size. */
+  /** Bytes per `lowrite` (default 256 KiB): small incoming chunks are gathered to this size. */
   chunkSize?: number;
   /** Bytes the stream accepts before `write()` returns false (default: the chunk size). */
   highWaterMark?: number;
@@ -37,7 +37,7 @@ export class LargeObjectWriteStream extends Writable {
     private readonly handle: LargeObject,
     options: WriteStreamOptions = {},
   ) {
-    const chunkSize = options.chunkSize === undefined ? 1024 * 1024 : toChunkSize(options.chunkSize, "chunkSize", handle.oid);
+    const chunkSize = options.chunkSize === undefined ? WRITE_PIECE_SIZE : toChunkSize(options.chunkSize, "chunkSize", handle.oid);
     const highWaterMark = options.highWaterMark === undefined ? chunkSize : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
     this.pieces = new PieceAssembler(chunkSize, (piece) => this.writePiece(piece));
