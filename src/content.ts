@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
 import { LargeObjectError } from "./errors";
+import { PieceAssembler } from "./piece-assembler";
 
 /** Content a large object can be created or filled from. */
 export type LargeObjectContent =
@@ -39,61 +40,10 @@ export function singlePiece(data: LargeObjectContent, max: number): Buffer | und
 }
 
 /**
- * Cuts a stream of chunks of any size into pieces of exactly `pieceSize` bytes (the last one
- * shorter). Chunks already that large pass through as views, without a copy.
+ * Feeds every piece of `data` (`pieceSize` bytes, the last one shorter), in order, to `write`, and
+ * awaits each write before reading on. Pieces are views of one reused buffer, or of the caller's
+ * chunks: `write` must be done with a piece when it resolves.
  */
-export class Rechunker {
-  private parts: Buffer[] = [];
-  private buffered = 0;
-
-  constructor(readonly pieceSize: number) {}
-
-  get pending(): number {
-    return this.buffered;
-  }
-
-  /** Adds a chunk and returns the full pieces it completes. */
-  push(chunk: Buffer): Buffer[] {
-    if (chunk.length === 0) return [];
-    this.parts.push(chunk);
-    this.buffered += chunk.length;
-    const pieces: Buffer[] = [];
-    while (this.buffered >= this.pieceSize) pieces.push(this.take(this.pieceSize));
-    return pieces;
-  }
-
-  /** What is left, as one piece, or undefined when nothing is. */
-  flush(): Buffer | undefined {
-    return this.buffered === 0 ? undefined : this.take(this.buffered);
-  }
-
-  private take(n: number): Buffer {
-    const first = this.parts[0]!;
-    if (first.length >= n) {
-      this.consume(n);
-      return first.subarray(0, n);
-    }
-    const piece = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
-      const part = this.parts[0]!;
-      const count = Math.min(part.length, n - filled);
-      part.copy(piece, filled, 0, count);
-      filled += count;
-      this.consume(count);
-    }
-    return piece;
-  }
-
-  private consume(n: number): void {
-    const first = this.parts[0]!;
-    if (n === first.length) this.parts.shift();
-    else this.parts[0] = first.subarray(n);
-    this.buffered -= n;
-  }
-}
-
-/** Feeds every piece of `data`, in order, to `write`; awaits each write before reading on. */
 export async function forEachPiece(
   data: LargeObjectContent,
   pieceSize: number,
@@ -106,12 +56,9 @@ export async function forEachPiece(
       `content must be a Buffer, Uint8Array, string, Readable or (async) iterable of chunks, got ${data === null ? "null" : typeof data}`,
     );
   }
-  const rechunker = new Rechunker(pieceSize);
+  const pieces = new PieceAssembler(pieceSize, write);
   const chunks: AsyncIterable<unknown> | Iterable<unknown> =
     typeof data === "string" || data instanceof Uint8Array ? [data] : (data as AsyncIterable<unknown>);
-  for await (const chunk of chunks) {
-    for (const piece of rechunker.push(chunkToBuffer(chunk))) await write(piece);
-  }
-  const rest = rechunker.flush();
-  if (rest !== undefined) await write(rest);
+  for await (const chunk of chunks) await pieces.push(chunkToBuffer(chunk));
+  await pieces.flush();
 }

@@ -1,4 +1,5 @@
-import { Rechunker, chunkToBuffer, forEachPiece, isContent, singlePiece } from "../../src/content";
+import { chunkToBuffer, forEachPiece, isContent, singlePiece } from "../../src/content";
+import { PieceAssembler } from "../../src/piece-assembler";
 import { Readable } from "node:stream";
 import { LargeObjectError } from "../../src/errors";
 
@@ -6,20 +7,22 @@ function bytes(length: number, start = 0): Buffer {
   return Buffer.from(Array.from({ length }, (_, i) => (start + i) & 0xff));
 }
 
-function rechunk(pieceSize: number, chunks: Buffer[]): Buffer[] {
-  const rechunker = new Rechunker(pieceSize);
-  const pieces = chunks.flatMap((chunk) => rechunker.push(chunk));
-  const rest = rechunker.flush();
-  return rest === undefined ? pieces : [...pieces, rest];
+/** Pieces as the writer saw them, copied: the assembler reuses its buffer once a write resolves. */
+async function assemble(pieceSize: number, chunks: Buffer[]): Promise<Buffer[]> {
+  const pieces: Buffer[] = [];
+  const assembler = new PieceAssembler(pieceSize, async (piece) => void pieces.push(Buffer.from(piece)));
+  for (const chunk of chunks) await assembler.push(chunk);
+  await assembler.flush();
+  return pieces;
 }
 
-test("cuts chunks of any size into pieces of exactly pieceSize, the last one shorter", () => {
+test("cuts chunks of any size into pieces of exactly pieceSize, the last one shorter", async () => {
   const data = bytes(1000);
   for (const pieceSize of [1, 7, 64, 999, 1000, 1001]) {
     for (const chunkSize of [1, 3, 64, 333, 1000]) {
       const chunks: Buffer[] = [];
       for (let at = 0; at < data.length; at += chunkSize) chunks.push(data.subarray(at, at + chunkSize));
-      const pieces = rechunk(pieceSize, chunks);
+      const pieces = await assemble(pieceSize, chunks);
       expect(Buffer.concat(pieces).equals(data)).toBe(true);
       pieces.slice(0, -1).forEach((piece) => expect(piece.length).toBe(pieceSize));
       expect(pieces.at(-1)!.length).toBe(data.length % pieceSize || Math.min(pieceSize, data.length));
@@ -27,33 +30,45 @@ test("cuts chunks of any size into pieces of exactly pieceSize, the last one sho
   }
 });
 
-test("keeps the byte order across every split of the input", () => {
+test("keeps the byte order across every split of the input", async () => {
   const data = bytes(50);
   for (let a = 0; a <= data.length; a += 1) {
     for (let b = a; b <= data.length; b += 1) {
-      const pieces = rechunk(16, [data.subarray(0, a), data.subarray(a, b), data.subarray(b)]);
+      const pieces = await assemble(16, [data.subarray(0, a), data.subarray(a, b), data.subarray(b)]);
       if (!Buffer.concat(pieces).equals(data)) throw new Error(`splits ${a}/${b} reordered bytes`);
       if (pieces.slice(0, -1).some((p) => p.length !== 16)) throw new Error(`splits ${a}/${b} gave a short piece`);
     }
   }
 });
 
-test("passes a chunk already as large as a piece through as a view, without a copy", () => {
+test("passes aligned chunks through as views, and gathers the rest in one buffer reused for every piece", async () => {
   const big = bytes(64);
-  const pieces = rechunk(32, [big]);
-  expect(pieces).toHaveLength(2);
-  expect(pieces[0]!.buffer).toBe(big.buffer);
-  expect(pieces[1]!.buffer).toBe(big.buffer);
+  const seen: Buffer[] = [];
+  const assembler = new PieceAssembler(32, async (piece) => void seen.push(piece));
+  await assembler.push(big);
+  expect(seen.map((p) => [p.buffer, p.byteOffset])).toEqual([
+    [big.buffer, big.byteOffset],
+    [big.buffer, big.byteOffset + 32],
+  ]);
+  for (let i = 0; i < 8; i++) await assembler.push(bytes(8, i));
+  expect(seen).toHaveLength(4);
+  // The same memory each time: nothing is allocated per piece.
+  expect(seen[2]!.buffer).toBe(seen[3]!.buffer);
+  expect(seen[2]!.byteOffset).toBe(seen[3]!.byteOffset);
 });
 
-test("tracks what is pending, ignores empty chunks, and flushes nothing when nothing is left", () => {
-  const rechunker = new Rechunker(10);
-  expect(rechunker.push(Buffer.alloc(0))).toEqual([]);
-  expect(rechunker.push(bytes(4))).toEqual([]);
-  expect(rechunker.pending).toBe(4);
-  expect(rechunker.push(bytes(6, 4))).toEqual([bytes(10)]);
-  expect(rechunker.pending).toBe(0);
-  expect(rechunker.flush()).toBeUndefined();
+test("tracks what is pending, ignores empty chunks, and flushes nothing when nothing is left", async () => {
+  const written: Buffer[] = [];
+  const assembler = new PieceAssembler(10, async (piece) => void written.push(Buffer.from(piece)));
+  await assembler.push(Buffer.alloc(0));
+  await assembler.push(bytes(4));
+  expect(assembler.pending).toBe(4);
+  expect(written).toEqual([]);
+  await assembler.push(bytes(6, 4));
+  expect(written).toEqual([bytes(10)]);
+  expect(assembler.pending).toBe(0);
+  await assembler.flush();
+  expect(written).toHaveLength(1);
 });
 
 test("forEachPiece feeds strings, Buffers, iterables, async iterables and Readables in order", async () => {
@@ -75,7 +90,7 @@ test("forEachPiece feeds strings, Buffers, iterables, async iterables and Readab
     expect(Buffer.concat(pieces).equals(data)).toBe(true);
   }
   const text: Buffer[] = [];
-  await forEachPiece("héllo", 2, async (piece) => void text.push(piece));
+  await forEachPiece("héllo", 2, async (piece) => void text.push(Buffer.from(piece)));
   expect(Buffer.concat(text).toString("utf8")).toBe("héllo");
 });
 
