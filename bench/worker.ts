@@ -33,6 +33,17 @@ async function main(): Promise<void> {
     return;
   }
   await import("reflect-metadata");
+  if (id === "baseline-orm") {
+    // What every method of this library starts from: TypeORM loaded and a DataSource initialised.
+    const { DataSource } = await import("typeorm");
+    const ds = await new DataSource({ type: "postgres", url: ctx.url, poolSize: 2 }).initialize();
+    const started = process.hrtime.bigint();
+    await ds.query("SELECT 1");
+    const seconds = [Number(process.hrtime.bigint() - started) / 1e9];
+    await ds.destroy();
+    report({ method: id, size: 0, seconds, verified: "not checked", maxRss: maxRss() });
+    return;
+  }
   const { METHODS, makeFixture } = await import("./methods");
   if (id === "fixture") {
     const fixture = await makeFixture(ctx, process.argv[5] === "orm");
