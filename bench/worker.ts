@@ -25,11 +25,7 @@ async function main(): Promise<void> {
     const { Client } = await import("pg");
     const client = new Client({ connectionString: ctx.url });
     await client.connect();
-    const started = process.hrtime.bigint();
-    await client.query("SELECT 1");
-    const seconds = [Number(process.hrtime.bigint() - started) / 1e9];
-    await client.end();
-    report({ method: id, size: 0, seconds, verified: "not checked", maxRss: maxRss() });
+    await reportBaseline(id, client, () => client.end());
     return;
   }
   await import("reflect-metadata");
@@ -37,11 +33,7 @@ async function main(): Promise<void> {
     // What every method of this library starts from: TypeORM loaded and a DataSource initialised.
     const { DataSource } = await import("typeorm");
     const ds = await new DataSource({ type: "postgres", url: ctx.url, poolSize: 2 }).initialize();
-    const started = process.hrtime.bigint();
-    await ds.query("SELECT 1");
-    const seconds = [Number(process.hrtime.bigint() - started) / 1e9];
-    await ds.destroy();
-    report({ method: id, size: 0, seconds, verified: "not checked", maxRss: maxRss() });
+    await reportBaseline(id, ds, () => ds.destroy());
     return;
   }
   const { METHODS, makeFixture } = await import("./methods");
@@ -88,6 +80,15 @@ async function main(): Promise<void> {
   });
   report({ method: id, size: ctx.size, seconds: [], verified: "not checked", maxRss: maxRss() });
   process.disconnect();
+}
+
+/** One query on an open connection, then the process's peak RSS. */
+async function reportBaseline(id: string, connection: { query(sql: string): Promise<unknown> }, close: () => Promise<void>): Promise<void> {
+  const started = process.hrtime.bigint();
+  await connection.query("SELECT 1");
+  const seconds = [Number(process.hrtime.bigint() - started) / 1e9];
+  await close();
+  report({ method: id, size: 0, seconds, verified: "not checked", maxRss: maxRss() });
 }
 
 function describe(err: unknown): string {
