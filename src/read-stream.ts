@@ -19,13 +19,20 @@ export interface ReadStreamOptions {
   signal?: AbortSignal;
 }
 
-/** Bytes per `lo_get` call: one COPY row. */
-const PIECE_SIZE = 1024 * 1024;
+/**
+ * Bytes per `lo_get` call: one COPY row. The server builds a whole row before it sends any of it,
+ * and large rows cost it more than their size: reading a 1 MiB object as one row took 15-18 ms
+ * here (10 ms before the first byte), as four rows of 256 KiB 3-4 ms. 64 MiB objects read as fast
+ * with 256 KiB rows as with 1 MiB rows.
+ */
+const PIECE_SIZE = 256 * 1024;
 /**
  * Bytes per COPY statement. A stream destroyed mid-window drains the rest of the window, so this
  * bounds the work a destroy costs while keeping statements rare enough not to matter.
  */
-const WINDOW_SIZE = 16 * PIECE_SIZE;
+const WINDOW_SIZE = 16 * 1024 * 1024;
+/** Bytes a stream buffers by default before it pauses the COPY. */
+const HIGH_WATER_MARK = 1024 * 1024;
 
 type CopyStream = ReturnType<typeof copyTo>;
 
@@ -54,7 +61,7 @@ export class LargeObjectReadStream extends Readable {
   ) {
     // Every check comes before super(): once constructed, the stream schedules _construct, which
     // would then run on a handle the caller has already aborted and emit an error nobody listens to.
-    const highWaterMark = options.highWaterMark === undefined ? PIECE_SIZE : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
+    const highWaterMark = options.highWaterMark === undefined ? HIGH_WATER_MARK : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     const start = options.start === undefined ? 0 : toOffset(options.start, "start", handle.oid);
     const end = options.end === undefined ? undefined : toOffset(options.end, "end", handle.oid);
     if (end !== undefined && end < start) {

@@ -27,7 +27,7 @@ test.each([
   ["the first byte", { start: 0, end: 0 }, 0, 1],
   ["the last byte", { start: size - 1 }, size - 1, size],
   ["an inclusive end", { start: 10, end: 19 }, 10, 20],
-  ["a range across a COPY piece boundary", { start: 1024 * 1024 - 3, end: 1024 * 1024 + 2 }, 1024 * 1024 - 3, 1024 * 1024 + 3],
+  ["a range across a 256 KiB COPY row boundary", { start: 256 * 1024 - 3, end: 256 * 1024 + 2 }, 256 * 1024 - 3, 256 * 1024 + 3],
   ["a range across a 16 MiB window boundary", { start: 16 * 1024 * 1024 - 5, end: 32 * 1024 * 1024 + 4 }, 16 * 1024 * 1024 - 5, 32 * 1024 * 1024 + 5],
   ["an end beyond the size, clamped", { start: size - 10, end: size * 2 }, size - 10, size],
   ["an end exactly at the last byte", { end: size - 1 }, 0, size],
