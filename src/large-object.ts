@@ -69,6 +69,8 @@ export class LargeObject {
     readonly mode: LargeObjectMode,
     private readonly fd: number,
     options: OpenOptions,
+    /** A read-only descriptor's size, which cannot change while it is open (see openOnScope). */
+    private readonly readOnlySize?: number,
   ) {
     this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
     this.writePieceSize = options.chunkSize === undefined ? WRITE_PIECE_SIZE : this.chunkSize;
@@ -117,8 +119,19 @@ export class LargeObject {
     options: OpenOptions = {},
   ): Promise<LargeObject> {
     try {
-      const rows = await scope.query<{ fd: number }>("SELECT lo_open($1, $2) AS fd", [oid, MODE_FLAGS[mode]]);
-      return new LargeObject(scope, oid, mode, rows[0]!.fd, options);
+      if (mode !== "r") {
+        const rows = await scope.query<{ fd: number }>("SELECT lo_open($1, $2) AS fd", [oid, MODE_FLAGS[mode]]);
+        return new LargeObject(scope, oid, mode, rows[0]!.fd, options);
+      }
+      // A read-only descriptor reads the object as of its opening, so its size is known for good:
+      // measured here in the same round trip, it spares a read stream the statement of size().
+      const rows = await scope.query<{ fd: number; size: string }>(
+        `SELECT fd, size, lo_lseek64(fd, 0, 0) AS restored
+           FROM (SELECT fd, lo_lseek64(fd, 0, 2) AS size
+                   FROM (SELECT lo_open($1, $2) AS fd OFFSET 0) AS opened OFFSET 0) AS measured`,
+        [oid, MODE_FLAGS[mode]],
+      );
+      return new LargeObject(scope, oid, mode, rows[0]!.fd, options, Number(rows[0]!.size));
     } catch (err) {
       await scope.end(err).catch(() => undefined);
       throw toLargeObjectError(err, { oid });
@@ -263,6 +276,7 @@ export class LargeObject {
    */
   async size(): Promise<number> {
     this.assertOpen();
+    if (this.readOnlySize !== undefined) return this.readOnlySize;
     // Each OFFSET 0 keeps its subquery from being flattened, which fixes the order of the calls.
     const rows = await this.run((scope) =>
       scope.query<{ size: string }>(

@@ -22,6 +22,33 @@ test("'r' reads and refuses writes and truncates with ERR_LO_MODE", async () => 
   expect((await objectBytes(ds, oid)).toString()).toBe("0123456789");
 });
 
+test("'r' keeps the size of its opening, as its reads do, while another descriptor of the transaction grows the object; its stream ends there", async () => {
+  const oid = await LargeObject.create(ds, { data: "0123456789" });
+  const runner = ds.createQueryRunner();
+  await runner.startTransaction();
+  try {
+    const reader = await LargeObject.open(runner, oid, "r");
+    const writer = await LargeObject.open(runner, oid, "rw");
+    await writer.seek(0, "end");
+    await writer.write("abcdef");
+    expect(await writer.size()).toBe(16);
+    // Size and reads agree: both are as of the reader's opening.
+    expect(await reader.size()).toBe(10);
+    expect((await reader.read(100)).toString()).toBe("0123456789");
+    const chunks: Buffer[] = [];
+    for await (const chunk of reader.createReadStream({ autoClose: false })) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe("0123456789");
+    const later = await LargeObject.open(runner, oid, "r");
+    expect(await later.size()).toBe(16);
+    for (const lo of [reader, writer, later]) await lo.close();
+    await runner.commitTransaction();
+  } finally {
+    if (runner.isTransactionActive) await runner.rollbackTransaction();
+    await runner.release();
+  }
+  expect((await objectBytes(ds, oid)).toString()).toBe("0123456789abcdef");
+});
+
 test("'w' writes in place without truncating, and refuses reads with ERR_LO_MODE", async () => {
   const oid = await LargeObject.create(ds, { data: "0123456789" });
   const lo = await LargeObject.open(ds, oid, "w");
