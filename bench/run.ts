@@ -519,10 +519,16 @@ function renderMarkdown(
   if (small !== undefined) {
     target("1 MiB objects, warm: write >= 100 MB/s incl. commit", [find("lo-handle-write", small)?.median], 100, true, " MB/s");
     target("1 MiB objects, warm: read >= 170 MB/s", [find("lo-handle-read", small)?.median], 170, true, " MB/s");
+    // Not targets: what the server itself reached with the same objects in this run.
+    const ceiling = ["server-import", "server-export"].map((m) => find(m, small)?.median);
+    if (ceiling.every((v) => v !== undefined)) {
+      lines.push(`| (the server's own lo_import, lo_export of 1 MiB objects) | ${ceiling.map((v) => `${v!.toFixed(2)} MB/s`).join(", ")} | - |`);
+    }
   }
   target("many small objects via save([...]) >= 20k/s", [find("lo-save-batch", 1024)?.median], 20000, true, "/s");
   const sweep = meta.sweep;
   target("orphan sweep >= 75k objects/s", [typeof sweep === "string" ? undefined : sweep.sweepPerSecond], 75000, true, "/s");
+  if (typeof sweep !== "string") lines.push(`| (bare lo_unlink of as many objects, 1,000 per transaction) | ${sweep.barePerSecond.toFixed(0)}/s | - |`);
   lines.push("", "## Orphan sweep", "");
   if (typeof sweep === "string") lines.push(`Failed: ${sweep}`);
   else {
