@@ -407,8 +407,8 @@ export class LargeObject {
 
 
 /**
- * Creates an object in `scope` and fills it from `data`: content of one piece in a single
- * `lo_from_bytea`, anything longer through a write descriptor in 1 MiB pieces. In a joined
+ * Creates an object in `scope` and fills it from `data`: bytes or text of up to 1 MiB in a single
+ * `lo_from_bytea`, anything else through a write descriptor in 256 KiB pieces. In a joined
  * transaction a failure unlinks the half-written object; an owned one is rolled back by the caller.
  */
 export async function createOnScope(scope: TransactionScope, data?: LargeObjectContent | null): Promise<number> {
