@@ -354,7 +354,8 @@ async function main(): Promise<void> {
     // read here) is then a few percent of a run.
     const checkedWhileTimed = (m: Method): boolean => m.kind === "write" && size >= CHECKED_WHILE_TIMED;
     // Reads first, on a server that no write has left vacuuming; then writes. Within each phase, run
-    // 0 checks the bytes (untimed), then every method runs once per round, in a rotating order.
+    // 0 checks the bytes (untimed; skipped by the writes that check in run 1), then every method
+    // runs once per round, in a rotating order.
     for (const phase of [running.filter((e) => e.m.kind === "read"), running.filter((e) => e.m.kind === "write")]) {
       for (let rep = 0; rep <= reps; rep++) {
         for (let k = 0; k < phase.length; k++) {
