@@ -294,23 +294,29 @@ export async function sweepOrphans(dataSource: DataSource, options: SweepOptions
       return { ...located, pagesReadable: readable[0]!.readable };
     });
 
-    let after = 0;
-    let discoveryDone = false;
-    while (!discoveryDone) {
-      // Candidates come from one read of the catalog and every referencing table per chunk;
-      // each batch then checks its own candidates again under lock.
-      const chunk = await inTransaction(
+    // Candidates come from one read of the catalog and every referencing table per chunk; each
+    // batch then checks its own candidates again under lock. The first chunk is small so that the
+    // batches start at once; each later chunk is searched while the batches of the one before run.
+    const discover = (after: number, limit: number) =>
+      inTransaction(
         dataSource,
         async (tx) => {
-          const found = await referenceColumns(tx, records, home);
-          const rows = await tx.query<{ oid: number }>(candidatesSql(scope, records, found), [after, graceMs, DISCOVERY_CHUNK]);
-          return { oids: rows.map((r) => r.oid), columns: found };
+          const columns = await referenceColumns(tx, records, home);
+          const rows = await tx.query<{ oid: number }>(candidatesSql(scope, records, columns), [after, graceMs, limit]);
+          return { oids: rows.map((r) => r.oid), columns, limit };
         },
         false,
       );
-      const { oids: candidates, columns } = chunk;
-      discoveryDone = candidates.length < DISCOVERY_CHUNK;
-      if (candidates.length > 0) after = candidates[candidates.length - 1]!;
+    let pending = discover(0, Math.min(DISCOVERY_CHUNK, 2 * batchSize * concurrency));
+    let discoveryDone = false;
+    while (!discoveryDone) {
+      const { oids: candidates, columns, limit } = await pending;
+      discoveryDone = candidates.length < limit;
+      if (!discoveryDone) {
+        pending = discover(candidates[candidates.length - 1]!, DISCOVERY_CHUNK);
+        // Awaited at the top of the next round; a failure of the batches must not leave it unhandled.
+        pending.catch(() => undefined);
+      }
       report.orphans += candidates.length;
       const batches: number[][] = [];
       for (let start = 0; start < candidates.length; start += batchSize) batches.push(candidates.slice(start, start + batchSize));
@@ -349,7 +355,11 @@ export async function sweepOrphans(dataSource: DataSource, options: SweepOptions
       );
       const results = await Promise.allSettled(workers);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failed !== undefined) throw failed.reason;
+      if (failed !== undefined) {
+        // The next chunk's search holds a connection until it ends: let it end before reporting.
+        if (!discoveryDone) await pending.catch(() => undefined);
+        throw failed.reason;
+      }
     }
   } catch (err) {
     throw toLargeObjectError(err);

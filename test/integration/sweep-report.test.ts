@@ -1,7 +1,8 @@
 import type { DataSource } from "typeorm";
 import { isLargeObjectError, registerLargeObjects } from "../../src";
 import { sweepOrphans, type SweepProgress } from "../../src/sweep";
-import { countObjects, databaseUrl, makeDataSource } from "../support/database";
+import { countObjects, databaseUrl, idleInTransaction, makeDataSource } from "../support/database";
+import { checkedOut } from "../support/pool";
 import { openOrmDataSource } from "../support/orm";
 import { countRecords, dropCleanup, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
@@ -76,6 +77,41 @@ test("each transaction unlinks at most batchSize objects", async () => {
   const report = await sweepOrphans(ds, { batchSize: 7, concurrency: 1, onProgress: (p) => unlinkedAfterEachBatch.push(p.unlinked) });
   expect(report).toMatchObject({ batches: 5, unlinked: 30 });
   expect(unlinkedAfterEachBatch).toEqual([7, 14, 21, 28, 30]);
+});
+
+test("candidates are searched chunk by chunk while batches run: every orphan once, the total known at the end", async () => {
+  // The first chunk holds two batches per worker (16 here); the rest come in a second search.
+  await orphans(45, 3);
+  const progress: SweepProgress[] = [];
+  const report = await sweepOrphans(ds, { batchSize: 4, concurrency: 2, onProgress: (p) => progress.push({ ...p }) });
+  expect(report).toMatchObject({ orphans: 45, unlinked: 45, bytesFreed: 135, batches: 4 + 8, skipped: 0 });
+  expect(progress.slice(0, 4).every((p) => !p.discoveryDone && p.orphans === 16)).toBe(true);
+  expect(progress.slice(4).every((p) => p.discoveryDone && p.orphans === 45)).toBe(true);
+  expect(progress.map((p) => p.processed)).toEqual([...progress.map((p) => p.processed)].sort((a, b) => a - b));
+  expect(progress[progress.length - 1]!.processed).toBe(45);
+  expect(await countRecords(ds)).toBe(0);
+});
+
+test("a failing batch stops the sweep after the search under way has ended: no connection stays checked out", async () => {
+  await orphans(40, 1);
+  let calls = 0;
+  const err: unknown = await sweepOrphans(ds, {
+    batchSize: 4,
+    concurrency: 2,
+    onProgress: () => {
+      calls += 1;
+      if (calls === 1) throw new Error("progress consumer failed");
+    },
+  }).catch((e: unknown) => e);
+  expect((err as Error).message).toContain("progress consumer failed");
+  expect(checkedOut(ds)).toBe(0);
+  expect(await idleInTransaction(ds)).toBe(0);
+  // The batch in flight beside the failed one ends; no worker takes another.
+  const left = await countRecords(ds);
+  expect(left).toBeGreaterThanOrEqual(40 - 2 * 4);
+  const rest = await sweepOrphans(ds, { batchSize: 4 });
+  expect(rest.unlinked).toBe(left);
+  expect(await countRecords(ds)).toBe(0);
 });
 
 test("bytes freed are the objects' sizes, whether or not the sweeping role may read pg_largeobject", async () => {
