@@ -221,14 +221,24 @@ async function main(): Promise<void> {
   let phaseStarted = started;
   /** Milliseconds spent in CHECKPOINT since the previous phase ended. */
   let settling = 0;
-  /** Seconds since the previous phase ended, for the progress lines. */
+  /** Seconds on the clock of timed runs, and in runs altogether (checks and clean-up included). */
+  let timed = 0;
+  let inRuns = 0;
+  /** Seconds since the previous phase ended, and where they went, for the progress lines. */
   const elapsed = (): string => {
     const now = Date.now();
     const seconds = (now - phaseStarted) / 1000;
     phaseStarted = now;
-    const inCheckpoints = settling / 1000;
+    const parts = [
+      [timed, "timed"],
+      [inRuns - timed, "checking and clearing up"],
+      [settling / 1000, "in CHECKPOINT"],
+    ] as const;
     settling = 0;
-    return `${seconds.toFixed(0)} s${inCheckpoints >= 1 ? `, ${inCheckpoints.toFixed(0)} s of them in CHECKPOINT` : ""}`;
+    timed = 0;
+    inRuns = 0;
+    const shown = parts.filter(([s]) => s >= 1).map(([s, what]) => `${s.toFixed(0)} s ${what}`);
+    return `${seconds.toFixed(0)} s${shown.length > 0 ? `: ${shown.join(", ")}` : ""}`;
   };
   mkdirSync(RESULTS, { recursive: true });
   compileWorker();
@@ -367,7 +377,11 @@ async function main(): Promise<void> {
           }
           await settle();
           const verify = rep === 0 || (rep === 1 && checkedWhileTimed(entry.m));
-          const result = await entry.child.run(verify, rep === 0 ? 1 : perRun);
+          const objects = rep === 0 ? 1 : perRun;
+          const began = Date.now();
+          const result = await entry.child.run(verify, objects);
+          inRuns += (Date.now() - began) / 1000;
+          if (rep > 0 && !("error" in result)) timed += result.seconds * objects;
           if ("error" in result) {
             entry.error = result.error;
             if (rep > 0) entry.seconds.push(undefined);
