@@ -44,6 +44,8 @@ export interface Outcome {
   /** Objects a write run created, to be verified and removed after timing. */
   oids?: number[];
   rowId?: number;
+  /** Rows a batch run inserted without objects, removed after timing. */
+  rowIds?: number[];
 }
 
 /** An open method: `run` is timed, `after` is not. */
@@ -457,6 +459,53 @@ export const METHODS: Method[] = [
           return undefined;
         },
         close: () => ds.destroy(),
+      };
+    },
+  },
+  {
+    id: "typeorm-save-batch",
+    label: "TypeORM alone: save([...]) of as many rows, column null (the bound)",
+    kind: "batch",
+    needs: "orm",
+    async open(ctx) {
+      // The same entity and DataSource as the save above, with no object to create: what TypeORM
+      // itself costs for the rows.
+      const ds = await ormDataSource(ctx.url);
+      const { files } = await fileRepository(ds);
+      return {
+        async run() {
+          const rows = await files.save(Array.from({ length: ctx.count }, () => files.create({ file: null })));
+          return { rowIds: rows.map((r) => r.id) };
+        },
+        async after(outcome) {
+          await ds.query("DELETE FROM bench_files WHERE id = ANY($1::int[])", [outcome.rowIds ?? []]);
+          return undefined;
+        },
+        close: () => ds.destroy(),
+      };
+    },
+  },
+  {
+    id: "server-create-batch",
+    label: "server: lo_from_bytea of as many 1 KiB objects in one statement (the ceiling)",
+    kind: "batch",
+    async open(ctx) {
+      const client = await pgClient(ctx.url);
+      // One binary parameter holding every object's bytes, cut by the server.
+      const all = contentBuffer(1024 * ctx.count);
+      return {
+        async run() {
+          const result = await client.query<{ oid: number }>(
+            "SELECT lo_from_bytea(0, substring($1::bytea FROM i * 1024 + 1 FOR 1024)) AS oid FROM generate_series(0, $2::int - 1) AS i",
+            [all, ctx.count],
+          );
+          return { oids: result.rows.map((r) => r.oid) };
+        },
+        async after(outcome) {
+          await client.query("SELECT lo_unlink(o) FROM unnest($1::oid[]) AS o", [outcome.oids ?? []]);
+          return undefined;
+        },
+        close: () => client.end(),
       };
     },
   },
