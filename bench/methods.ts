@@ -205,6 +205,34 @@ function pgLargeObjectRead(bufferSize: number | undefined): Method["open"] {
   };
 }
 
+/**
+ * `save([...])` of `count` entities in one call: with 1 KiB of content each, or with the column null
+ * (the same entity and DataSource, no object to create: what TypeORM itself costs for the rows).
+ */
+function saveBatch(withObjects: boolean): Method["open"] {
+  return async (ctx) => {
+    const ds = await ormDataSource(ctx.url);
+    const { files } = await fileRepository(ds);
+    const payloads = Array.from({ length: ctx.count }, (_, i) => {
+      const payload = contentBuffer(1024);
+      payload.writeUInt32BE(i);
+      return payload;
+    });
+    return {
+      async run() {
+        const rows = await files.save(payloads.map((file) => files.create({ file: withObjects ? file : null })));
+        return { rowIds: rows.map((r) => r.id), oids: withObjects ? rows.map((r) => r.file as number) : [] };
+      },
+      async after(outcome) {
+        await ds.query("DELETE FROM bench_files WHERE id = ANY($1::int[])", [outcome.rowIds ?? []]);
+        await unlinkAll(ds, outcome.oids ?? []);
+        return undefined;
+      },
+      close: () => ds.destroy(),
+    };
+  };
+}
+
 /** Every method, in the order the table lists them. */
 export const METHODS: Method[] = [
   {
@@ -412,33 +440,7 @@ export const METHODS: Method[] = [
       };
     },
   },
-  {
-    id: "lo-save-batch",
-    label: "this library: save([...]) of 1 KiB objects",
-    kind: "batch",
-    needs: "orm",
-    async open(ctx) {
-      const ds = await ormDataSource(ctx.url);
-      const { files } = await fileRepository(ds);
-      const payloads = Array.from({ length: ctx.count }, (_, i) => {
-        const payload = contentBuffer(1024);
-        payload.writeUInt32BE(i);
-        return payload;
-      });
-      return {
-        async run() {
-          const rows = await files.save(payloads.map((file) => files.create({ file })));
-          return { oids: rows.map((r) => r.file as number) };
-        },
-        async after(outcome) {
-          await ds.query("DELETE FROM bench_files WHERE file = ANY($1::oid[])", [outcome.oids]);
-          await unlinkAll(ds, outcome.oids ?? []);
-          return undefined;
-        },
-        close: () => ds.destroy(),
-      };
-    },
-  },
+  { id: "lo-save-batch", label: "this library: save([...]) of 1 KiB objects", kind: "batch", needs: "orm", open: saveBatch(true) },
   {
     id: "lo-create-batch",
     label: "this library: LargeObject.create of 1 KiB objects, one transaction",
@@ -467,23 +469,7 @@ export const METHODS: Method[] = [
     label: "TypeORM alone: save([...]) of as many rows, column null (the bound)",
     kind: "batch",
     needs: "orm",
-    async open(ctx) {
-      // The same entity and DataSource as the save above, with no object to create: what TypeORM
-      // itself costs for the rows.
-      const ds = await ormDataSource(ctx.url);
-      const { files } = await fileRepository(ds);
-      return {
-        async run() {
-          const rows = await files.save(Array.from({ length: ctx.count }, () => files.create({ file: null })));
-          return { rowIds: rows.map((r) => r.id) };
-        },
-        async after(outcome) {
-          await ds.query("DELETE FROM bench_files WHERE id = ANY($1::int[])", [outcome.rowIds ?? []]);
-          return undefined;
-        },
-        close: () => ds.destroy(),
-      };
-    },
+    open: saveBatch(false),
   },
   {
     id: "server-create-batch",
