@@ -52,7 +52,8 @@ export interface SweepOptions {
   scope?: SweepScope;
   /**
    * Batches run at once, each in its own transaction on its own connection (default 2). Batches
-   * never share an object, and lo_unlink is bound by the server, so two keep it busy.
+   * never share an object, and lo_unlink is bound by the server, so two keep it busy. The search
+   * for the next candidates takes one connection more while they run.
    */
   concurrency?: number;
   /** Called after every batch. */
