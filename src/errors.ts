@@ -88,11 +88,25 @@ export function isConnectionFailure(err: unknown): boolean {
 }
 
 /**
+ * Fills in the details an error raised deeper down could not know (the repository knows the entity
+ * and property of a handle's failure); details it already has are kept.
+ */
+function withDetails(err: LargeObjectError, details: Omit<LargeObjectErrorDetails, "cause">): LargeObjectError {
+  const known = err as { -readonly [K in keyof LargeObjectErrorDetails]?: LargeObjectErrorDetails[K] };
+  for (const key of ["oid", "offset", "entity", "property"] as const) {
+    const value = details[key];
+    if (value !== undefined && known[key] === undefined) (known as Record<string, unknown>)[key] = value;
+  }
+  return err;
+}
+
+/**
  * Turns a driver or server error into a LargeObjectError. The one place where SQLSTATEs map to
- * codes; an error that already is a LargeObjectError passes through unchanged.
+ * codes; an error that already is a LargeObjectError passes through, with the details it lacked
+ * filled in.
  */
 export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorDetails, "cause"> = {}): LargeObjectError {
-  if (err instanceof LargeObjectError) return err;
+  if (err instanceof LargeObjectError) return withDetails(err, details);
   const state = sqlState(err);
   const message = err instanceof Error ? err.message : String(err);
   const withCause = { ...details, cause: err };

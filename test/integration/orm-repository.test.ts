@@ -4,6 +4,7 @@ import type { DataSource } from "typeorm";
 import { LargeObjectRepository, isLargeObjectError, oidOf } from "../../src";
 import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { dropAll, openOrmDataSource } from "../support/orm";
+import { checkedOut } from "../support/pool";
 import { Document } from "./fixtures/documents";
 
 let ds: DataSource;
@@ -143,3 +144,27 @@ test("errors: not a large-object column, unknown entity, null column, missing pr
   expect(await codeOf(files.read(Object.assign(new Document(), { id: 987654 }), "attachment"))).toBe("ERR_LO_NOT_FOUND");
   expect(await idleInTransaction(ds)).toBe(0);
 });
+
+test("a row whose object is gone: ERR_LO_NOT_FOUND naming the oid, and nothing left open, in a transaction of its own or the caller's", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "gone", attachment: "bytes" });
+  const oid = oidOf(doc.attachment);
+  // Unlinked behind the row's back (lo_unlink bypasses the triggers), so the row still names it.
+  await ds.query("SELECT lo_unlink($1)", [oid]);
+  const files = new LargeObjectRepository(ds.manager);
+  const failure = async (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+
+  for (const attempt of [files.createReadStream(doc, "attachment"), files.read(doc, "attachment")]) {
+    const err = await failure(attempt);
+    expect(isLargeObjectError(err, "ERR_LO_NOT_FOUND")).toBe(true);
+    expect(err).toMatchObject({ oid, entity: "Document", property: "attachment" });
+  }
+  expect(checkedOut(ds)).toBe(0);
+  expect(await idleInTransaction(ds)).toBe(0);
+
+  // In the caller's transaction the failure aborts it; the code is the same.
+  const inside = await failure(ds.transaction((manager) => new LargeObjectRepository(manager).createReadStream(doc, "attachment")));
+  expect(isLargeObjectError(inside, "ERR_LO_NOT_FOUND")).toBe(true);
+  expect(checkedOut(ds)).toBe(0);
+  await ds.getRepository(Document).delete(doc.id);
+});
+
