@@ -213,14 +213,16 @@ function saveBatch(withObjects: boolean): Method["open"] {
   return async (ctx) => {
     const ds = await ormDataSource(ctx.url);
     const { files } = await fileRepository(ds);
-    const payloads = Array.from({ length: ctx.count }, (_, i) => {
+    // Distinct contents (the index in the first bytes), or nulls.
+    const values = Array.from({ length: ctx.count }, (_, i) => {
+      if (!withObjects) return null;
       const payload = contentBuffer(1024);
       payload.writeUInt32BE(i);
       return payload;
     });
     return {
       async run() {
-        const rows = await files.save(payloads.map((file) => files.create({ file: withObjects ? file : null })));
+        const rows = await files.save(values.map((file) => files.create({ file })));
         return { rowIds: rows.map((r) => r.id), oids: withObjects ? rows.map((r) => r.file as number) : [] };
       },
       async after(outcome) {

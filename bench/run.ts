@@ -381,14 +381,16 @@ async function main(): Promise<void> {
           const began = Date.now();
           const result = await entry.child.run(verify, objects);
           inRuns += (Date.now() - began) / 1000;
-          if (rep > 0 && !("error" in result)) timed += result.seconds * objects;
           if ("error" in result) {
             entry.error = result.error;
             if (rep > 0) entry.seconds.push(undefined);
             continue;
           }
           if (verify) entry.verified = result.verified;
-          if (rep > 0) entry.seconds.push(result.seconds);
+          if (rep > 0) {
+            entry.seconds.push(result.seconds);
+            timed += result.seconds * objects;
+          }
         }
       }
     }

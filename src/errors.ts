@@ -92,10 +92,9 @@ export function isConnectionFailure(err: unknown): boolean {
  * and property of a handle's failure); details it already has are kept.
  */
 function withDetails(err: LargeObjectError, details: Omit<LargeObjectErrorDetails, "cause">): LargeObjectError {
-  const known = err as { -readonly [K in keyof LargeObjectErrorDetails]?: LargeObjectErrorDetails[K] };
+  const fields = err as unknown as Record<string, unknown>;
   for (const key of ["oid", "offset", "entity", "property"] as const) {
-    const value = details[key];
-    if (value !== undefined && known[key] === undefined) (known as Record<string, unknown>)[key] = value;
+    if (details[key] !== undefined && fields[key] === undefined) fields[key] = details[key];
   }
   return err;
 }

@@ -167,4 +167,3 @@ test("a row whose object is gone: ERR_LO_NOT_FOUND naming the oid, and nothing l
   expect(checkedOut(ds)).toBe(0);
   await ds.getRepository(Document).delete(doc.id);
 });
-

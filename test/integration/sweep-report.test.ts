@@ -94,6 +94,12 @@ test("candidates are searched chunk by chunk while batches run: every orphan onc
 
 test("a failing batch stops the sweep after the search under way has ended: no connection stays checked out", async () => {
   await orphans(40, 1);
+  // Records of objects that do not exist, above every real oid: the search for the chunk after the
+  // first (16 candidates) reads them all, so it is still running when the first batch fails.
+  await ds.query(
+    `INSERT INTO typeorm_large_objects (oid, created_for, created_at)
+     SELECT (4000000000 - g)::oid, 'filler', now() - interval '2 days' FROM generate_series(1, 100000) AS g`,
+  );
   let calls = 0;
   const err: unknown = await sweepOrphans(ds, {
     batchSize: 4,
@@ -106,6 +112,7 @@ test("a failing batch stops the sweep after the search under way has ended: no c
   expect((err as Error).message).toContain("progress consumer failed");
   expect(checkedOut(ds)).toBe(0);
   expect(await idleInTransaction(ds)).toBe(0);
+  await ds.query("DELETE FROM typeorm_large_objects WHERE created_for = 'filler'");
   // The batch in flight beside the failed one ends; no worker takes another.
   const left = await countRecords(ds);
   expect(left).toBeGreaterThanOrEqual(40 - 2 * 4);
