@@ -33,6 +33,19 @@ export interface LargeObjectErrorDetails {
 }
 
 /**
+ * Sets the details `err` does not have yet and keeps those it has: a new error gets all of them, and
+ * one raised deeper down gets what only its caller knows (the repository knows the entity and
+ * property of a handle's failure).
+ */
+function fillDetails(err: LargeObjectError, details: LargeObjectErrorDetails): LargeObjectError {
+  const fields = err as unknown as Record<string, unknown>;
+  for (const key of ["oid", "offset", "entity", "property"] as const) {
+    if (details[key] !== undefined && fields[key] === undefined) fields[key] = details[key];
+  }
+  return err;
+}
+
+/**
  * The one error type this library throws. Switch on `code`, not on the message.
  *
  * @example
@@ -50,10 +63,7 @@ export class LargeObjectError extends Error {
   constructor(code: LargeObjectErrorCode, message: string, details: LargeObjectErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
-    if (details.oid !== undefined) this.oid = details.oid;
-    if (details.offset !== undefined) this.offset = details.offset;
-    if (details.entity !== undefined) this.entity = details.entity;
-    if (details.property !== undefined) this.property = details.property;
+    fillDetails(this, details);
   }
 }
 
@@ -88,24 +98,12 @@ export function isConnectionFailure(err: unknown): boolean {
 }
 
 /**
- * Fills in the details an error raised deeper down could not know (the repository knows the entity
- * and property of a handle's failure); details it already has are kept.
- */
-function withDetails(err: LargeObjectError, details: Omit<LargeObjectErrorDetails, "cause">): LargeObjectError {
-  const fields = err as unknown as Record<string, unknown>;
-  for (const key of ["oid", "offset", "entity", "property"] as const) {
-    if (details[key] !== undefined && fields[key] === undefined) fields[key] = details[key];
-  }
-  return err;
-}
-
-/**
  * Turns a driver or server error into a LargeObjectError. The one place where SQLSTATEs map to
  * codes; an error that already is a LargeObjectError passes through, with the details it lacked
  * filled in.
  */
 export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorDetails, "cause"> = {}): LargeObjectError {
-  if (err instanceof LargeObjectError) return withDetails(err, details);
+  if (err instanceof LargeObjectError) return fillDetails(err, details);
   const state = sqlState(err);
   const message = err instanceof Error ? err.message : String(err);
   const withCause = { ...details, cause: err };

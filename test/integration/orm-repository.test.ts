@@ -161,9 +161,10 @@ test("a row whose object is gone: ERR_LO_NOT_FOUND naming the oid, and nothing l
   expect(checkedOut(ds)).toBe(0);
   expect(await idleInTransaction(ds)).toBe(0);
 
-  // In the caller's transaction the failure aborts it; the code is the same.
+  // In the caller's transaction the failure aborts it; the error is the same.
   const inside = await failure(ds.transaction((manager) => new LargeObjectRepository(manager).createReadStream(doc, "attachment")));
   expect(isLargeObjectError(inside, "ERR_LO_NOT_FOUND")).toBe(true);
+  expect(inside).toMatchObject({ oid, entity: "Document", property: "attachment" });
   expect(checkedOut(ds)).toBe(0);
   await ds.getRepository(Document).delete(doc.id);
 });
