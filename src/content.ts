@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { LargeObjectError } from "./errors";
-import { PieceAssembler } from "./piece-assembler";
+import { PieceAssembler, type FirstPieces } from "./piece-assembler";
 
 /** Content a large object can be created or filled from. */
 export type LargeObjectContent =
@@ -40,14 +40,15 @@ export function singlePiece(data: LargeObjectContent, max: number): Buffer | und
 }
 
 /**
- * Feeds every piece of `data` (`pieceSize` bytes, the last one shorter), in order, to `write`, and
- * awaits each write before reading on. Pieces are views of one reused buffer, or of the caller's
- * chunks: `write` must be done with a piece when it resolves.
+ * Feeds every piece of `data` (`pieceSize` bytes, the last one shorter; `first.size` bytes up to
+ * `first.bytes`), in order, to `write`, and awaits each write before reading on. Pieces are views
+ * of one reused buffer, or of the caller's chunks: `write` must be done with a piece when it resolves.
  */
 export async function forEachPiece(
   data: LargeObjectContent,
   pieceSize: number,
   write: (piece: Buffer) => Promise<void>,
+  first?: FirstPieces,
 ): Promise<void> {
   const iterable = data !== null && typeof data === "object" && (Symbol.asyncIterator in data || Symbol.iterator in data);
   if (typeof data !== "string" && !(data instanceof Uint8Array) && !iterable) {
@@ -56,7 +57,7 @@ export async function forEachPiece(
       `content must be a Buffer, Uint8Array, string, Readable or (async) iterable of chunks, got ${data === null ? "null" : typeof data}`,
     );
   }
-  const pieces = new PieceAssembler(pieceSize, write);
+  const pieces = new PieceAssembler(pieceSize, write, first);
   const chunks: AsyncIterable<unknown> | Iterable<unknown> =
     typeof data === "string" || data instanceof Uint8Array ? [data] : (data as AsyncIterable<unknown>);
   for await (const chunk of chunks) await pieces.push(chunkToBuffer(chunk));

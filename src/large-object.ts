@@ -4,7 +4,7 @@ import { TransactionScope, type LargeObjectSource } from "./transaction-scope";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
 import { chunkToBuffer, forEachPiece, singlePiece, type LargeObjectContent } from "./content";
-import { PipelinedWriter, WRITE_PIECE_SIZE } from "./write-pipeline";
+import { FIRST_PIECES, PipelinedWriter, WRITE_PIECE_SIZE } from "./write-pipeline";
 
 /** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
 export type LargeObjectMode = "r" | "w" | "rw" | "a";
@@ -28,7 +28,8 @@ const MAX_READ_PIECE = 16 * 1024 * 1024;
 export interface OpenOptions {
   /**
    * Bytes per `read()` without an argument and per iteration step (default 1 MiB), and per
-   * `lowrite` of `write()` and write streams (default 256 KiB).
+   * `lowrite` of `write()` and write streams (default 256 KiB; write streams start with 64 KiB
+   * pieces for their first MiB).
    */
   chunkSize?: number;
 }
@@ -59,6 +60,8 @@ export class LargeObject {
   private closing: Promise<void> | undefined;
   private readonly chunkSize: number;
   private readonly writePieceSize: number;
+  /** Whether the handle was opened with a chunk size of its own. */
+  private readonly customChunkSize: boolean;
 
   private constructor(
     /** The transaction this descriptor lives in. */
@@ -73,7 +76,8 @@ export class LargeObject {
     private readonly readOnlySize?: number,
   ) {
     this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
-    this.writePieceSize = options.chunkSize === undefined ? WRITE_PIECE_SIZE : this.chunkSize;
+    this.customChunkSize = options.chunkSize !== undefined;
+    this.writePieceSize = this.customChunkSize ? this.chunkSize : WRITE_PIECE_SIZE;
   }
 
   /**
@@ -327,7 +331,8 @@ export class LargeObject {
   createWriteStream(options: WriteStreamOptions = {}): LargeObjectWriteStream {
     this.assertOpen();
     this.assertCan("write");
-    return new LargeObjectWriteStream(this, { chunkSize: this.writePieceSize, ...options });
+    // Without a chunk size of the handle's own, the stream's default applies (it starts smaller).
+    return new LargeObjectWriteStream(this, { ...(this.customChunkSize ? { chunkSize: this.writePieceSize } : {}), ...options });
   }
 
   /**
@@ -408,8 +413,9 @@ export class LargeObject {
 
 /**
  * Creates an object in `scope` and fills it from `data`: bytes or text of up to 1 MiB in a single
- * `lo_from_bytea`, anything else through a write descriptor in 256 KiB pieces. In a joined
- * transaction a failure unlinks the half-written object; an owned one is rolled back by the caller.
+ * `lo_from_bytea`, anything else through a write descriptor in 256 KiB pieces (64 KiB for the
+ * first MiB). In a joined transaction a failure unlinks the half-written object; an owned one is
+ * rolled back by the caller.
  */
 export async function createOnScope(scope: TransactionScope, data?: LargeObjectContent | null): Promise<number> {
   if (data === undefined || data === null) {
@@ -463,18 +469,24 @@ export async function pipeIntoNewObject(
 }
 
 /**
- * Writes `data` in pieces of {@link WRITE_PIECE_SIZE} through a pipelined writer, made when the first piece arrives,
- * and returns the bytes written once the server has stored them all.
+ * Writes `data` in pieces of {@link WRITE_PIECE_SIZE} (after {@link FIRST_PIECES}) through a
+ * pipelined writer, made when the first piece arrives, and returns the bytes written once the
+ * server has stored them all.
  */
 export async function pipePieces(data: LargeObjectContent, makeWriter: () => Promise<PipelinedWriter>): Promise<number> {
   let writer: PipelinedWriter | undefined;
   let written = 0;
   try {
-    await forEachPiece(data, WRITE_PIECE_SIZE, async (piece) => {
-      writer ??= await makeWriter();
-      await writer.write(piece);
-      written += piece.length;
-    });
+    await forEachPiece(
+      data,
+      WRITE_PIECE_SIZE,
+      async (piece) => {
+        writer ??= await makeWriter();
+        await writer.write(piece);
+        written += piece.length;
+      },
+      FIRST_PIECES,
+    );
     await writer?.flush();
     return written;
   } catch (err) {

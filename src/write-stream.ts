@@ -4,11 +4,14 @@ import { toChunkSize } from "./arguments";
 import { chunkToBuffer } from "./content";
 import { PieceAssembler } from "./piece-assembler";
 import type { LargeObject } from "./large-object";
-import { WRITE_PIECE_SIZE, type PipelinedWriter } from "./write-pipeline";
+import { FIRST_PIECES, WRITE_PIECE_SIZE, type PipelinedWriter } from "./write-pipeline";
 
 /** Options of a large-object write stream. */
 export interface WriteStreamOptions {
-  /** Bytes per `lowrite` (default 256 KiB): small incoming chunks are gathered to this size. */
+  /**
+   * Bytes per `lowrite` (default 256 KiB, after a first MiB in 64 KiB pieces): small incoming chunks
+   * are gathered to this size.
+   */
   chunkSize?: number;
   /** Bytes the stream accepts before `write()` returns false (default: the chunk size). */
   highWaterMark?: number;
@@ -40,7 +43,8 @@ export class LargeObjectWriteStream extends Writable {
     const chunkSize = options.chunkSize === undefined ? WRITE_PIECE_SIZE : toChunkSize(options.chunkSize, "chunkSize", handle.oid);
     const highWaterMark = options.highWaterMark === undefined ? chunkSize : toChunkSize(options.highWaterMark, "highWaterMark", handle.oid);
     super({ highWaterMark, ...(options.signal ? { signal: options.signal } : {}) });
-    this.pieces = new PieceAssembler(chunkSize, (piece) => this.writePiece(piece));
+    const first = options.chunkSize === undefined ? FIRST_PIECES : undefined;
+    this.pieces = new PieceAssembler(chunkSize, (piece) => this.writePiece(piece), first);
     this.autoClose = options.autoClose ?? true;
   }
 

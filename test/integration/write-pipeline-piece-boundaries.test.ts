@@ -47,6 +47,21 @@ test.each([1, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, 3 * PIECE + 1, 64 * PIECE 
   },
 );
 
+test("a stream with the default piece sizes (64 KiB for the first MiB, then 256 KiB) arrives byte-exact across the switch", async () => {
+  const data = randomBytes(1024 * 1024 + 3 * 256 * 1024 + 12_345, 13);
+  const oid = await LargeObject.create(ds);
+  created.push(oid);
+  const lo = await LargeObject.open(ds, oid, "w");
+  const stream = lo.createWriteStream();
+  await pipeline(chunked(data, [65_536, 1, 100_000, 7_777, 300_000]), stream);
+  expect(stream.bytesWritten).toBe(data.length);
+  expect((await objectBytes(ds, oid)).equals(data)).toBe(true);
+  // The same content given to create() goes through the same piece sizes.
+  const created2 = await LargeObject.create(ds, { data: chunked(data, [40_000, 250_000]) });
+  created.push(created2);
+  expect((await objectBytes(ds, created2)).equals(data)).toBe(true);
+});
+
 test("a chunk spanning many pieces goes out piece by piece, and the bytes stay in order", async () => {
   const data = randomBytes(50 * PIECE + 123, 7);
   expect((await writeThroughStream(data, [data.length])).equals(data)).toBe(true);

@@ -71,6 +71,28 @@ test("tracks what is pending, ignores empty chunks, and flushes nothing when not
   expect(written).toHaveLength(1);
 });
 
+test("with first pieces, cuts first.size pieces until first.bytes are out, then pieceSize, over any chunking", async () => {
+  const data = bytes(1000);
+  const first = { size: 16, bytes: 100 };
+  for (const chunkSize of [1, 7, 16, 64, 333, 1000]) {
+    const pieces: Buffer[] = [];
+    const assembler = new PieceAssembler(64, async (piece) => void pieces.push(Buffer.from(piece)), first);
+    for (let at = 0; at < data.length; at += chunkSize) await assembler.push(data.subarray(at, at + chunkSize));
+    await assembler.flush();
+    expect(Buffer.concat(pieces).equals(data)).toBe(true);
+    // 7 x 16 = 112 >= 100: the eighth piece is the first of 64 bytes; 1000 - 112 = 888 = 13 x 64 + 56.
+    expect(pieces.map((p) => p.length)).toEqual([...Array(7).fill(16), ...Array(13).fill(64), 56]);
+  }
+});
+
+test("forEachPiece passes first pieces on, and a source shorter than first.bytes goes out in first.size pieces only", async () => {
+  const data = bytes(50);
+  const pieces: Buffer[] = [];
+  await forEachPiece(data, 40, async (piece) => void pieces.push(Buffer.from(piece)), { size: 8, bytes: 64 });
+  expect(pieces.map((p) => p.length)).toEqual([8, 8, 8, 8, 8, 8, 2]);
+  expect(Buffer.concat(pieces).equals(data)).toBe(true);
+});
+
 test("forEachPiece feeds strings, Buffers, iterables, async iterables and Readables in order", async () => {
   const data = bytes(100);
   const sources = [
