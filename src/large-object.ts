@@ -59,9 +59,8 @@ export class LargeObject {
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly chunkSize: number;
-  private readonly writePieceSize: number;
-  /** Whether the handle was opened with a chunk size of its own. */
-  private readonly customChunkSize: boolean;
+  /** The chunk size the handle was opened with, if any: writes then use it instead of their defaults. */
+  private readonly ownChunkSize: number | undefined;
 
   private constructor(
     /** The transaction this descriptor lives in. */
@@ -76,8 +75,7 @@ export class LargeObject {
     private readonly readOnlySize?: number,
   ) {
     this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
-    this.customChunkSize = options.chunkSize !== undefined;
-    this.writePieceSize = this.customChunkSize ? this.chunkSize : WRITE_PIECE_SIZE;
+    this.ownChunkSize = options.chunkSize === undefined ? undefined : this.chunkSize;
   }
 
   /**
@@ -218,8 +216,9 @@ export class LargeObject {
     this.assertOpen();
     this.assertCan("write");
     const buffer = chunkToBuffer(data, this.oid);
-    for (let offset = 0; offset < buffer.length; offset += this.writePieceSize) {
-      await this.writePiece(buffer.subarray(offset, offset + this.writePieceSize));
+    const pieceSize = this.ownChunkSize ?? WRITE_PIECE_SIZE;
+    for (let offset = 0; offset < buffer.length; offset += pieceSize) {
+      await this.writePiece(buffer.subarray(offset, offset + pieceSize));
     }
     return buffer.length;
   }
@@ -331,8 +330,8 @@ export class LargeObject {
   createWriteStream(options: WriteStreamOptions = {}): LargeObjectWriteStream {
     this.assertOpen();
     this.assertCan("write");
-    // Without a chunk size of the handle's own, the stream's default applies (it starts smaller).
-    return new LargeObjectWriteStream(this, { ...(this.customChunkSize ? { chunkSize: this.writePieceSize } : {}), ...options });
+    // Without a chunk size of the handle's own, the stream's defaults apply (it starts smaller).
+    return new LargeObjectWriteStream(this, { chunkSize: this.ownChunkSize, ...options });
   }
 
   /**

@@ -48,15 +48,26 @@ test.each([1, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, 3 * PIECE + 1, 64 * PIECE 
 );
 
 test("a stream with the default piece sizes (64 KiB for the first MiB, then 256 KiB) arrives byte-exact across the switch", async () => {
-  const data = randomBytes(1024 * 1024 + 3 * 256 * 1024 + 12_345, 13);
+  const MiB = 1024 * 1024;
+  const data = randomBytes(MiB + 3 * 256 * 1024 + 12_345, 13);
   const oid = await LargeObject.create(ds);
   created.push(oid);
   const lo = await LargeObject.open(ds, oid, "w");
   const stream = lo.createWriteStream();
-  await pipeline(chunked(data, [65_536, 1, 100_000, 7_777, 300_000]), stream);
+  const put = (chunk: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => stream.write(chunk, (err) => (err ? reject(err) : resolve())));
+  // One 64 KiB chunk is a whole first piece: it goes out at once.
+  await put(data.subarray(0, 65_536));
+  expect(stream.bytesWritten).toBe(65_536);
+  await put(data.subarray(65_536, MiB));
+  expect(stream.bytesWritten).toBe(MiB);
+  // Past the first MiB pieces are 256 KiB: the next 64 KiB is held until one is full.
+  await put(data.subarray(MiB, MiB + 65_536));
+  expect(stream.bytesWritten).toBe(MiB);
+  await pipeline(chunked(data.subarray(MiB + 65_536), [1, 100_000, 7_777, 300_000]), stream);
   expect(stream.bytesWritten).toBe(data.length);
   expect((await objectBytes(ds, oid)).equals(data)).toBe(true);
-  // The same content given to create() goes through the same piece sizes.
+  // create() with the same content, chunked otherwise, arrives byte-exact too.
   const created2 = await LargeObject.create(ds, { data: chunked(data, [40_000, 250_000]) });
   created.push(created2);
   expect((await objectBytes(ds, created2)).equals(data)).toBe(true);

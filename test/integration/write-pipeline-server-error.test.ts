@@ -68,7 +68,7 @@ test("in a joined transaction the failure leaves it aborted but rollback-able, a
   }
 });
 
-test("a refused piece written one by one fails the stream once, at the latest when it ends, and later writes never reach the server", async () => {
+test("a refused piece written one by one fails the stream once, at the latest when it ends, and nothing written is kept", async () => {
   const oid = await LargeObject.create(admin);
   created.push(oid);
   const lo = await LargeObject.open(ds, oid, "w");
