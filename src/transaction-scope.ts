@@ -16,6 +16,12 @@ interface ScopeOptions {
   readOnly?: boolean;
 }
 
+/**
+ * Who ends the transaction: the caller ("joined"), this scope on the caller's runner through
+ * TypeORM ("transaction"), or this scope on a runner of its own ("runner"), whose transaction it
+ * opens and ends with plain statements: one round trip to begin at any isolation level, and no
+ * TypeORM bookkeeping for a runner nobody else sees.
+ */
 type Ownership = "joined" | "transaction" | "runner";
 
 function isQueryRunner(source: object): source is QueryRunner {
@@ -110,6 +116,8 @@ export class TransactionScope {
   private failure: unknown;
   private readonly endCounter: { count: number } | undefined;
   private readonly endsAtStart: number;
+  /** Whether the transaction of a runner of our own is still open on the server. */
+  private ownRunnerInTransaction: boolean;
 
   private constructor(
     readonly runner: QueryRunner,
@@ -120,6 +128,7 @@ export class TransactionScope {
   ) {
     this.endCounter = hasTransaction ? transactionEndCounter(client) : undefined;
     this.endsAtStart = this.endCounter?.count ?? 0;
+    this.ownRunnerInTransaction = ownership === "runner" && hasTransaction;
   }
 
   /**
@@ -165,7 +174,9 @@ export class TransactionScope {
       const { joins, starts } = await enqueue(client, async () => {
         if (runner.isTransactionActive) return { joins: true, starts: false };
         if (!options.transaction) return { joins: false, starts: false };
-        await runner.startTransaction(options.readOnly ? "REPEATABLE READ" : undefined);
+        const level = options.readOnly ? "REPEATABLE READ" : undefined;
+        if (!createdRunner) await runner.startTransaction(level);
+        else await client.query(level === undefined ? "START TRANSACTION" : `START TRANSACTION ISOLATION LEVEL ${level}`);
         return { joins: false, starts: true };
       });
       const ownership: Ownership = createdRunner ? "runner" : starts ? "transaction" : "joined";
@@ -246,6 +257,31 @@ export class TransactionScope {
     throw err;
   }
 
+  private transactionOpen(): boolean {
+    return this.ownership === "runner" ? this.ownRunnerInTransaction : this.runner.isTransactionActive;
+  }
+
+  private async commit(): Promise<void> {
+    if (this.ownership !== "runner") return this.runner.commitTransaction();
+    try {
+      await this.client.query("COMMIT");
+      this.ownRunnerInTransaction = false;
+    } catch (err) {
+      if (isConnectionFailure(err)) this.ownRunnerInTransaction = false;
+      throw err;
+    }
+  }
+
+  /** A ROLLBACK that fails has lost its connection, which is then dropped, not pooled. */
+  private async rollback(): Promise<void> {
+    if (this.ownership !== "runner") return this.runner.rollbackTransaction();
+    try {
+      await this.client.query("ROLLBACK");
+    } finally {
+      this.ownRunnerInTransaction = false;
+    }
+  }
+
   /**
    * Ends the scope: commits an owned transaction, or rolls it back when `error` is given, then
    * releases a runner we created. Joined transactions are left to the caller. Idempotent.
@@ -258,15 +294,14 @@ export class TransactionScope {
     // PostgreSQL answers COMMIT of an aborted transaction with a silent ROLLBACK: say so instead.
     const aborted = error === undefined && this.ownsTransaction ? this.failure : undefined;
     if (aborted !== undefined) error = aborted;
-    if (this.ownsTransaction && runner.isTransactionActive && !runner.isReleased) {
+    if (this.ownsTransaction && this.transactionOpen() && !runner.isReleased) {
       try {
-        if (error === undefined) await enqueue(this.client, () => runner.commitTransaction());
-        else await enqueue(this.client, () => runner.rollbackTransaction());
+        await enqueue(this.client, () => (error === undefined ? this.commit() : this.rollback()));
       } catch (err) {
         failure = err;
         if (error === undefined) {
           // A failed COMMIT leaves the transaction aborted: roll back so the session is clean.
-          await enqueue(this.client, () => runner.rollbackTransaction()).catch(() => undefined);
+          await enqueue(this.client, () => this.rollback()).catch(() => undefined);
         }
       }
     }

@@ -1,6 +1,7 @@
+import { Client } from "pg";
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src/large-object";
-import { countObjects, objectBytes, objectExists } from "../support/database";
+import { countObjects, databaseUrl, objectBytes, objectExists } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";
 import { useDataSource } from "../support/use-data-source";
@@ -131,6 +132,39 @@ test("a read handle of its own sees one snapshot for its whole life", async () =
   expect((await reader.read(100)).toString()).toBe("first version");
   expect((await drain(reader.createReadStream())).toString()).toBe("first version");
   expect((await objectBytes(ds, oid)).toString()).toBe("FIRST version");
+});
+
+test("a handle of its own begins its transaction at the level it needs and hands its connection back idle", async () => {
+  const oid = await LargeObject.create(ds, { data: "levels" });
+  const level = async (lo: LargeObject) => {
+    const rows = await lo.scope.query<{ level: string; pid: number }>(
+      "SELECT current_setting('transaction_isolation') AS level, pg_backend_pid() AS pid",
+    );
+    return rows[0]!;
+  };
+  const reader = await LargeObject.open(ds, oid, "r");
+  const read = await level(reader);
+  expect(read.level).toBe("repeatable read");
+  await reader.close();
+  const writer = await LargeObject.open(ds, oid, "rw");
+  const written = await level(writer);
+  expect(written.level).toBe("read committed");
+  await writer.write("L");
+  await writer.close();
+  expect(checkedOut(ds)).toBe(0);
+  // Seen from a connection outside the pool, so that neither of the pooled ones is the observer.
+  const observer = new Client({ connectionString: databaseUrl() });
+  await observer.connect();
+  try {
+    const { rows } = await observer.query<{ state: string }>("SELECT state FROM pg_stat_activity WHERE pid = ANY($1::int[])", [
+      [...new Set([read.pid, written.pid])],
+    ]);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.map((r) => r.state)).toEqual(rows.map(() => "idle"));
+  } finally {
+    await observer.end();
+  }
+  expect((await objectBytes(ds, oid)).toString()).toBe("Levels");
 });
 
 test("in a joined transaction, a create whose source fails unlinks its half-written object and the transaction goes on", async () => {
