@@ -151,15 +151,22 @@ export async function referenceColumns(scope: TransactionScope, records: string,
   );
 }
 
-/** `NOT EXISTS` conditions saying that `expr` (an oid) is referenced by none of the columns. */
-export function unreferenced(columns: ReferenceColumn[], expr: string): string {
+/**
+ * `NOT EXISTS` conditions saying that `expr` (an oid) is referenced by none of the columns. With
+ * `probe`, each column with the library's index is asked once per object through that index. For
+ * a batch of 1,000 objects, a planner with statistics would otherwise hash the whole referencing
+ * table instead, in every batch: 11.6 ms for a table of 50,000 rows here, where the probes took
+ * 1.6 ms. `OFFSET 0` keeps the subquery from becoming such a join. Columns without the index keep
+ * the planner's choice: a probe there would scan the table once per object.
+ */
+export function unreferenced(columns: ReferenceColumn[], expr: string, probe = false): string {
   if (columns.length === 0) return "true";
   return columns
     .map((c) => {
       const table = `${quoteIdentifier(c.schema)}.${quoteIdentifier(c.table)}`;
       const column = quoteIdentifier(c.column);
       const test = c.int8Index ? `${column}::pg_catalog.int8 = (${expr})::pg_catalog.int8` : `${column} = ${expr}`;
-      return `NOT EXISTS (SELECT 1 FROM ${table} WHERE ${test})`;
+      return `NOT EXISTS (SELECT 1 FROM ${table} WHERE ${test}${probe && c.int8Index ? " OFFSET 0" : ""})`;
     })
     .join("\n AND ");
 }
@@ -183,11 +190,6 @@ function candidatesSql(scope: SweepScope, records: string, columns: ReferenceCol
 }
 
 /**
- * One batch: lock the candidates (record rows FOR UPDATE SKIP LOCKED, so a concurrent sweep or a
- * delete trigger holding one makes us skip it), check references again with this transaction's
- * fresh snapshot, measure, then unlink and drop the records.
- */
-/**
  * The size of object `expr`, as `lo_lseek64(.., 0, SEEK_END)` gives it. Where the role may read
  * pg_largeobject, its last page answers directly (a descriptor per object costs a sweep about a
  * tenth of its speed); pages are LOBLKSIZE = block_size / 4 bytes.
@@ -199,7 +201,12 @@ function sizeSql(expr: string, pagesReadable: boolean): string {
                FROM pg_catalog.pg_largeobject p WHERE p.loid = ${expr} ORDER BY p.pageno DESC LIMIT 1), 0)`;
 }
 
-function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[], dryRun: boolean, pagesReadable: boolean): string {
+/**
+ * One batch: lock the candidates (record rows FOR UPDATE SKIP LOCKED, so a concurrent sweep or a
+ * delete trigger holding one makes us skip it), check references again with this transaction's
+ * fresh snapshot, measure, then unlink and drop the records. Exported for the test of its plan.
+ */
+export function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[], dryRun: boolean, pagesReadable: boolean): string {
   const lockedRecorded = `SELECT r.oid FROM ${records} r
       WHERE r.oid = ANY ($1::oid[]) AND r.created_at <= ${GRACE} FOR UPDATE SKIP LOCKED`;
   // Objects without a record have no row to lock: a transaction-scoped advisory lock stands in.
@@ -222,7 +229,7 @@ function batchSql(scope: SweepScope, records: string, columns: ReferenceColumn[]
     orphans AS MATERIALIZED (
       SELECT l.oid, m.lomowner FROM locked l CROSS JOIN relaxed
         LEFT JOIN pg_catalog.pg_largeobject_metadata m ON m.oid = l.oid
-       WHERE ${unreferenced(columns, "l.oid")}
+       WHERE ${unreferenced(columns, "l.oid", true)}
     ),
     judged AS MATERIALIZED (
       SELECT o.oid, o.lomowner IS NOT NULL AS present,
