@@ -86,23 +86,26 @@ test("a write stream into a null column killed mid-write leaves the column null 
   expect(await rowsAndRecords()).toEqual(before);
 });
 
-/** Content that yields `pieces` MiB-sized chunks, killing the saving backend after the second. */
-function killingContent(): { stream: Readable; killed: () => number } {
-  let killed = 0;
+/**
+ * Content that yields 8 MiB-sized chunks, killing the saving backend after the second. `killed`
+ * waits for the kill's own answer: the save can fail on the dead connection before it arrives.
+ */
+function killingContent(): { stream: Readable; killed: () => Promise<number> } {
+  let kill: Promise<number> | undefined;
   async function* pieces(): AsyncGenerator<Buffer> {
     for (let n = 0; n < 8; n += 1) {
-      if (n === 2) killed = await terminateBusy(admin, app);
+      if (n === 2) await (kill = terminateBusy(admin, app));
       yield big.subarray(n * MiB, (n + 1) * MiB);
     }
   }
-  return { stream: Readable.from(pieces()), killed: () => killed };
+  return { stream: Readable.from(pieces()), killed: async () => (kill === undefined ? 0 : kill) };
 }
 
 test("save() of a new entity with a stream assigned, killed mid-upload: no row, no object, no record", async () => {
   const before = await rowsAndRecords();
   const content = killingContent();
   const err = await within(10_000, rejection(ds.getRepository(Document).save({ name: "upload", attachment: content.stream })));
-  expect(content.killed()).toBe(1);
+  expect(await content.killed()).toBe(1);
   expect(err).toMatchObject({ code: "ERR_LO_CONNECTION" });
   expect(await rowsAndRecords()).toEqual(before);
 });
@@ -115,7 +118,7 @@ test("save() replacing a loaded entity's content with a stream, killed mid-uploa
   loaded.attachment = content.stream;
   loaded.name = "renamed";
   const err = await within(10_000, rejection(ds.getRepository(Document).save(loaded)));
-  expect(content.killed()).toBe(1);
+  expect(await content.killed()).toBe(1);
   expect(err).toMatchObject({ code: "ERR_LO_CONNECTION" });
   expect(await rowsAndRecords()).toEqual(before);
   expect((await objectBytes(admin, oidOf(saved.attachment))).toString()).toBe("old content");
