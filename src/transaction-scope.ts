@@ -116,8 +116,6 @@ export class TransactionScope {
   private failure: unknown;
   private readonly endCounter: { count: number } | undefined;
   private readonly endsAtStart: number;
-  /** Whether the transaction of a runner of our own is still open on the server. */
-  private ownRunnerInTransaction: boolean;
 
   private constructor(
     readonly runner: QueryRunner,
@@ -128,7 +126,6 @@ export class TransactionScope {
   ) {
     this.endCounter = hasTransaction ? transactionEndCounter(client) : undefined;
     this.endsAtStart = this.endCounter?.count ?? 0;
-    this.ownRunnerInTransaction = ownership === "runner" && hasTransaction;
   }
 
   /**
@@ -257,29 +254,19 @@ export class TransactionScope {
     throw err;
   }
 
+  /** Whether the transaction this scope owns is still to be ended (a runner of our own: always, until end()). */
   private transactionOpen(): boolean {
-    return this.ownership === "runner" ? this.ownRunnerInTransaction : this.runner.isTransactionActive;
+    return this.ownership === "runner" ? this.hasTransaction : this.runner.isTransactionActive;
   }
 
   private async commit(): Promise<void> {
-    if (this.ownership !== "runner") return this.runner.commitTransaction();
-    try {
-      await this.client.query("COMMIT");
-      this.ownRunnerInTransaction = false;
-    } catch (err) {
-      if (isConnectionFailure(err)) this.ownRunnerInTransaction = false;
-      throw err;
-    }
+    if (this.ownership === "runner") await this.client.query("COMMIT");
+    else await this.runner.commitTransaction();
   }
 
-  /** A ROLLBACK that fails has lost its connection, which is then dropped, not pooled. */
   private async rollback(): Promise<void> {
-    if (this.ownership !== "runner") return this.runner.rollbackTransaction();
-    try {
-      await this.client.query("ROLLBACK");
-    } finally {
-      this.ownRunnerInTransaction = false;
-    }
+    if (this.ownership === "runner") await this.client.query("ROLLBACK");
+    else await this.runner.rollbackTransaction();
   }
 
   /**
