@@ -1,5 +1,5 @@
 import { Client } from "pg";
-import type { DataSource } from "typeorm";
+import type { DataSource, EntitySubscriberInterface } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { countObjects, databaseUrl, objectBytes, objectExists } from "../support/database";
 import { checkedOut } from "../support/pool";
@@ -165,6 +165,26 @@ test("a handle of its own begins its transaction at the level it needs and hands
     await observer.end();
   }
   expect((await objectBytes(ds, oid)).toString()).toBe("Levels");
+});
+
+test("TypeORM's transaction events reach subscribers for the caller's transactions, not for those on the library's own runners", async () => {
+  const events: string[] = [];
+  const listener: EntitySubscriberInterface = {
+    afterTransactionStart: () => void events.push("start"),
+    afterTransactionCommit: () => void events.push("commit"),
+    afterTransactionRollback: () => void events.push("rollback"),
+  };
+  ds.subscribers.push(listener);
+  try {
+    const oid = await LargeObject.create(ds, { data: "own runner" });
+    const reader = await LargeObject.open(ds, oid, "r");
+    await reader.close();
+    expect(events).toEqual([]);
+    await ds.transaction((manager) => LargeObject.create(manager, { data: "caller's" }));
+    expect(events).toEqual(["start", "commit"]);
+  } finally {
+    ds.subscribers.splice(ds.subscribers.indexOf(listener), 1);
+  }
 });
 
 test("in a joined transaction, a create whose source fails unlinks its half-written object and the transaction goes on", async () => {
