@@ -254,11 +254,6 @@ export class TransactionScope {
     throw err;
   }
 
-  /** Whether the transaction this scope owns is still to be ended (a runner of our own: always, until end()). */
-  private transactionOpen(): boolean {
-    return this.ownership === "runner" ? this.hasTransaction : this.runner.isTransactionActive;
-  }
-
   private async commit(): Promise<void> {
     if (this.ownership === "runner") await this.client.query("COMMIT");
     else await this.runner.commitTransaction();
@@ -281,7 +276,8 @@ export class TransactionScope {
     // PostgreSQL answers COMMIT of an aborted transaction with a silent ROLLBACK: say so instead.
     const aborted = error === undefined && this.ownsTransaction ? this.failure : undefined;
     if (aborted !== undefined) error = aborted;
-    if (this.ownsTransaction && this.transactionOpen() && !runner.isReleased) {
+    // TypeORM knows nothing of a transaction on a runner of our own: that one is open until now.
+    if (this.ownsTransaction && (this.ownership === "runner" || runner.isTransactionActive) && !runner.isReleased) {
       try {
         await enqueue(this.client, () => (error === undefined ? this.commit() : this.rollback()));
       } catch (err) {

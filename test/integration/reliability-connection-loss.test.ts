@@ -87,7 +87,7 @@ test("a write stream into a null column killed mid-write leaves the column null 
 });
 
 /**
- * Content that yields 8 MiB-sized chunks, killing the saving backend after the second. `killed`
+ * Content that yields eight chunks of 1 MiB, killing the saving backend after the second. `killed`
  * waits for the kill's own answer: the save can fail on the dead connection before it arrives.
  */
 function killingContent(): { stream: Readable; killed: () => Promise<number> } {
