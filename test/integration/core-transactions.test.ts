@@ -111,6 +111,30 @@ test("a runner without a transaction: the handle owns one on it, commits on clos
   }
 });
 
+test("on a runner whose transaction a handle began, work started while its commit is pending runs after the commit", async () => {
+  const oid = await LargeObject.create(ds, { data: "0123" });
+  const runner = ds.createQueryRunner();
+  try {
+    const lo = await LargeObject.open(runner, oid, "r");
+    expect(runner.isTransactionActive).toBe(true);
+    const closing = lo.close();
+    // Started while the runner is still in the handle's transaction, whose COMMIT is queued.
+    const exists = LargeObject.exists(runner, oid);
+    const size = LargeObject.open(runner, oid, "r").then(async (again) => {
+      const bytes = await again.size();
+      await again.close();
+      return bytes;
+    });
+    await closing;
+    expect(await exists).toBe(true);
+    expect(await size).toBe(4);
+    expect(runner.isTransactionActive).toBe(false);
+  } finally {
+    await runner.release();
+  }
+  await LargeObject.unlink(ds, oid);
+});
+
 test("a DataSource: create commits object and content together, and each handle releases its runner", async () => {
   const oid = await LargeObject.create(ds, { data: "fresh" });
   expect((await objectBytes(ds, oid)).toString()).toBe("fresh");
