@@ -30,7 +30,7 @@ afterAll(async () => {
   await dropAll(ds);
 });
 
-test("with statistics, a sweep batch probes a declared column through its index instead of reading the whole table", async () => {
+test("with statistics, a sweep batch probes a declared column through its index and deletes its records by row id, reading neither table whole", async () => {
   // 50,000 referencing rows and 5,000 records, analyzed: a planner left alone hashes every row of
   // plan_ref for each batch of 1,000. Nothing here is executed, so the oids need no objects.
   await ds.query(`INSERT INTO plan_ref (file) SELECT g FROM generate_series(4000000001, 4000050000) AS g`);
@@ -53,4 +53,11 @@ test("with statistics, a sweep batch probes a declared column through its index 
   const onTable = nodesOf(plan).filter((n) => n["Relation Name"] === "plan_ref");
   expect(onTable.length).toBeGreaterThan(0);
   expect(onTable.map((n) => n["Node Type"])).toEqual(onTable.map(() => expect.stringMatching(/^Index (Only )?Scan$/)));
+  // The records it has locked are deleted by their row ids, not found again through the key.
+  const deletes = nodesOf(plan).filter((n) => n["Node Type"] === "ModifyTable" && n["Relation Name"] === "typeorm_large_objects");
+  expect(deletes).toHaveLength(1);
+  expect(nodesOf(deletes[0]!).filter((n) => n["Relation Name"] === "typeorm_large_objects").map((n) => n["Node Type"])).toEqual([
+    "ModifyTable",
+    "Tid Scan",
+  ]);
 });
