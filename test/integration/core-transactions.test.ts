@@ -111,7 +111,7 @@ test("a runner without a transaction: the handle owns one on it, commits on clos
   }
 });
 
-test("on a runner whose transaction a handle began, work started while its commit is pending runs after the commit", async () => {
+test("on a runner whose transaction a handle began, work started while its commit is queued waits for the commit and succeeds", async () => {
   const oid = await LargeObject.create(ds, { data: "0123" });
   const runner = ds.createQueryRunner();
   try {

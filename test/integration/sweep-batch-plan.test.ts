@@ -30,7 +30,7 @@ afterAll(async () => {
   await dropAll(ds);
 });
 
-test("with statistics, a sweep batch probes a declared column through its index and deletes its records by row id, reading neither table whole", async () => {
+test("with statistics, a sweep batch probes a declared column through its index and deletes its records by row id", async () => {
   // 50,000 referencing rows and 5,000 records, analyzed: a planner left alone hashes every row of
   // plan_ref for each batch of 1,000. Nothing here is executed, so the oids need no objects.
   await ds.query(`INSERT INTO plan_ref (file) SELECT g FROM generate_series(4000000001, 4000050000) AS g`);
