@@ -1,7 +1,7 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { LargeObjectError, toLargeObjectError } from "./errors";
 import { forEachPiece, singlePiece, type LargeObjectContent } from "./content";
-import { DEFAULT_CHUNK_SIZE, INV_WRITE, pipeIntoNewObject } from "./large-object";
+import { DEFAULT_CHUNK_SIZE, INV_WRITE, LargeObject, pipeIntoNewObject, type LargeObjectMode, type OpenOptions } from "./large-object";
 import { integerLiteral } from "./arguments";
 import { LargeObjectRecord } from "./records";
 import { quoteIdentifier, quoteTable } from "./sql";
@@ -183,6 +183,37 @@ export async function createForColumn(
     }
     throw toLargeObjectError(err, { ...details, ...(made === undefined ? {} : { oid: made }) });
   }
+}
+
+/**
+ * For a row whose column is null: creates an empty object, records it, stores its oid in the row
+ * (selected by `row`, a WHERE clause on the primary key, already locked by the caller) and opens
+ * it, in one statement; then applies the column's grants. The caller ends the scope on failure.
+ */
+export async function openNewInRow(
+  scope: TransactionScope,
+  info: LargeObjectColumnInfo,
+  row: { sql: string; values: unknown[] },
+  mode: LargeObjectMode,
+  options: OpenOptions,
+): Promise<LargeObject> {
+  const table = quoteTable(info.entity);
+  const column = quoteIdentifier(info.column.databaseName);
+  const handle = await LargeObject.openSelected(
+    scope,
+    {
+      with: `created AS MATERIALIZED (SELECT lo_create(0) AS oid),
+        recorded AS (INSERT INTO ${recordsTable(info.entity.connection)} (oid, created_for)
+                     SELECT oid, $${row.values.length + 1} FROM created),
+        stored AS (UPDATE ${table} SET ${column} = (SELECT oid FROM created) WHERE ${row.sql})`,
+      sql: "SELECT oid FROM created",
+      values: [...row.values, createdFor(info)],
+    },
+    mode,
+    options,
+  );
+  await grantForColumn(scope, info, [handle!.oid]);
+  return handle!;
 }
 
 /** Applies a column's `grant` option to new objects. GRANT takes no parameters: the oid is a validated integer. */

@@ -3,8 +3,8 @@ import { LargeObjectError, toLargeObjectError } from "./errors";
 import { toChunkSize } from "./arguments";
 import type { LargeObjectContent } from "./content";
 import { findLargeObjectColumn, type LargeObjectColumnInfo } from "./column";
-import { createForColumn } from "./column-objects";
-import { LargeObject, pipePieces, toMode, type LargeObjectMode } from "./large-object";
+import { openNewInRow } from "./column-objects";
+import { LargeObject, pipePieces, toMode, type LargeObjectMode, type OpenOptions } from "./large-object";
 import type { LargeObjectReadStream, ReadStreamOptions } from "./read-stream";
 import type { LargeObjectWriteStream, WriteStreamOptions } from "./write-stream";
 import { quoteIdentifier, quoteTable } from "./sql";
@@ -63,12 +63,27 @@ export class LargeObjectRepository {
    */
   async openStream<T extends ObjectLiteral>(entity: T, property: keyof T & string, options: OpenStreamOptions = {}): Promise<LargeObject> {
     // Checked before the row is locked: an unknown mode would reach lo_open as NULL and yield a NULL descriptor.
-    const mode = toMode(options.mode ?? "r");
+    return this.openEntity(entity, property, toMode(options.mode ?? "r"), options, false);
+  }
+
+  /**
+   * Finds the row (locking it for writing), then opens its object; with `empty`, a write
+   * descriptor's object is truncated in the statement that opens it. A null column is given a new
+   * object, created, recorded, stored in the row and opened in one statement.
+   */
+  private async openEntity<T extends ObjectLiteral>(
+    entity: T,
+    property: keyof T & string,
+    mode: LargeObjectMode,
+    options: OpenOptions,
+    empty: boolean,
+  ): Promise<LargeObject> {
     const info = findLargeObjectColumn(dataSourceOf(this.manager), entity, property);
     const where = primaryKeyOf(info, entity);
     if (options.chunkSize !== undefined) toChunkSize(options.chunkSize, "chunkSize");
     const details = { entity: info.entity.name, property };
     const scope = await TransactionScope.begin(this.manager, { transaction: true, readOnly: mode === "r" });
+    let oid: number | null | undefined;
     try {
       const table = quoteTable(info.entity);
       const column = quoteIdentifier(info.column.databaseName);
@@ -79,20 +94,20 @@ export class LargeObjectRepository {
       if (rows.length === 0) {
         throw new LargeObjectError("ERR_LO_NOT_FOUND", `no ${info.entity.name} row has this primary key`, details);
       }
-      let oid = rows[0]!.oid;
+      oid = rows[0]!.oid;
       if (oid === null) {
         if (mode === "r") {
           throw new LargeObjectError("ERR_LO_NULL", `${info.entity.name}.${property} is null: there is no object to read`, details);
         }
-        oid = await createForColumn(scope, info, undefined);
-        const next = where.values.length + 1;
-        await scope.query(`UPDATE ${table} SET ${column} = $${next} WHERE ${where.sql}`, [...where.values, oid]);
-        (entity as ObjectLiteral)[property] = oid;
+        const created = await openNewInRow(scope, info, where, mode, options);
+        (entity as ObjectLiteral)[property] = created.oid;
+        return created;
       }
-      return await LargeObject.openOnScope(scope, oid, mode, options);
+      const handle = await LargeObject.openSelected(scope, { sql: "SELECT $1::oid AS oid", values: [oid] }, mode, options, empty);
+      return handle!;
     } catch (err) {
       await scope.end(err).catch(() => undefined);
-      throw toLargeObjectError(err, details);
+      throw toLargeObjectError(err, oid === null || oid === undefined ? details : { ...details, oid });
     }
   }
 
@@ -125,15 +140,8 @@ export class LargeObjectRepository {
     options: EntityWriteStreamOptions = {},
   ): Promise<LargeObjectWriteStream> {
     const { append = false, ...streamOptions } = options;
-    const handle = await this.openStream(entity, property, { mode: append ? "a" : "w" });
-    return withHandle(
-      handle,
-      async () => {
-        if (!append) await handle.truncate(0);
-        return handle.createWriteStream({ ...streamOptions, autoClose: true });
-      },
-      false,
-    );
+    const handle = await this.openEntity(entity, property, append ? "a" : "w", {}, !append);
+    return withHandle(handle, () => handle.createWriteStream({ ...streamOptions, autoClose: true }), false);
   }
 
   /**
@@ -180,15 +188,8 @@ export class LargeObjectRepository {
    * await files.write(doc, "attachment", fs.createReadStream("new.pdf"));
    */
   async write<T extends ObjectLiteral>(entity: T, property: keyof T & string, content: LargeObjectContent): Promise<number> {
-    const handle = await this.openStream(entity, property, { mode: "w" });
-    return withHandle(
-      handle,
-      async () => {
-        await handle.truncate(0);
-        return pipePieces(content, async () => handle.pipelinedWriter());
-      },
-      true,
-    );
+    const handle = await this.openEntity(entity, property, "w", {}, true);
+    return withHandle(handle, () => pipePieces(content, async () => handle.pipelinedWriter()), true);
   }
 }
 

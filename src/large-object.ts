@@ -40,6 +40,16 @@ export interface CreateOptions {
   data?: LargeObjectContent;
 }
 
+/**
+ * A query naming one large object: at most one row, with an `oid` column (null for none). `with`
+ * is put before the statement that opens it, for data-modifying CTEs the query reads from.
+ */
+export interface ObjectSelection {
+  sql: string;
+  values: unknown[];
+  with?: string;
+}
+
 /** Validates an open mode (ERR_LO_INVALID_ARGUMENT for anything else). */
 export function toMode(mode: unknown): LargeObjectMode {
   if (typeof mode === "string" && Object.hasOwn(MODE_FLAGS, mode)) return mode as LargeObjectMode;
@@ -121,23 +131,51 @@ export class LargeObject {
     options: OpenOptions = {},
   ): Promise<LargeObject> {
     try {
-      if (mode !== "r") {
-        const rows = await scope.query<{ fd: number }>("SELECT lo_open($1, $2) AS fd", [oid, MODE_FLAGS[mode]]);
-        return new LargeObject(scope, oid, mode, rows[0]!.fd, options);
-      }
-      // A read-only descriptor reads the object as of its opening, so its size is known for good:
-      // measured here in the same round trip, it spares a read stream the statement of size().
-      const rows = await scope.query<{ fd: number; size: string }>(
-        `SELECT fd, size, lo_lseek64(fd, 0, 0) AS restored
-           FROM (SELECT fd, lo_lseek64(fd, 0, 2) AS size
-                   FROM (SELECT lo_open($1, $2) AS fd OFFSET 0) AS opened OFFSET 0) AS measured`,
-        [oid, MODE_FLAGS[mode]],
-      );
-      return new LargeObject(scope, oid, mode, rows[0]!.fd, options, Number(rows[0]!.size));
+      const handle = await LargeObject.openSelected(scope, { sql: "SELECT $1::oid AS oid", values: [oid] }, mode, options);
+      return handle!;
     } catch (err) {
       await scope.end(err).catch(() => undefined);
       throw toLargeObjectError(err, { oid });
     }
+  }
+
+  /**
+   * Opens the object that `selection` names (a query of at most one row with an `oid` column) in
+   * the statement that runs the selection. Resolves `undefined` when the selection finds no row and
+   * `null` when its oid is null. With `empty`, a write descriptor's object is truncated in the same
+   * statement. The caller ends the scope on failure. Internal: the repository empties an object in
+   * the statement that opens it, and opens the object it creates for a null column in the
+   * statement that creates it.
+   */
+  static async openSelected(
+    scope: TransactionScope,
+    selection: ObjectSelection,
+    mode: LargeObjectMode,
+    options: OpenOptions = {},
+    empty = false,
+  ): Promise<LargeObject | null | undefined> {
+    const opened = `SELECT s.oid, lo_open(s.oid, $${selection.values.length + 1}) AS fd FROM (${selection.sql}) AS s OFFSET 0`;
+    const prefix = selection.with === undefined ? "" : `WITH ${selection.with} `;
+    const values = [...selection.values, MODE_FLAGS[mode]];
+    if (mode !== "r") {
+      const rows = await scope.query<{ oid: number | null; fd: number | null }>(
+        `${prefix}SELECT oid, fd${empty ? ", lo_truncate64(fd, 0) AS emptied" : ""} FROM (${opened}) AS opened`,
+        values,
+      );
+      if (rows.length === 0) return undefined;
+      const { oid, fd } = rows[0]!;
+      return oid === null ? null : new LargeObject(scope, oid, mode, fd!, options);
+    }
+    // A read-only descriptor reads the object as of its opening, so its size is known for good:
+    // measured here in the same round trip, it spares a read stream the statement of size().
+    const rows = await scope.query<{ oid: number | null; fd: number | null; size: string | null }>(
+      `${prefix}SELECT oid, fd, size, lo_lseek64(fd, 0, 0) AS restored
+         FROM (SELECT oid, fd, lo_lseek64(fd, 0, 2) AS size FROM (${opened}) AS opened OFFSET 0) AS measured`,
+      values,
+    );
+    if (rows.length === 0) return undefined;
+    const { oid, fd, size } = rows[0]!;
+    return oid === null ? null : new LargeObject(scope, oid, mode, fd!, options, Number(size));
   }
 
   /**

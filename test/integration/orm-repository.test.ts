@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository, isLargeObjectError, oidOf } from "../../src";
 import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { dropAll, openOrmDataSource, statementsOf } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { Document } from "./fixtures/documents";
 
@@ -78,6 +78,24 @@ test("writing to a null column creates the object and stores its oid in the row,
   await closed;
   expect((await ds.getRepository(Document).findOneByOrFail({ id: rolledBack.id })).attachment).toBeNull();
   expect(await countObjects(ds)).toBe(before);
+});
+
+test("a write stream costs two statements before its pieces, on a null column as on one with content", async () => {
+  const empty = await ds.getRepository(Document).save({ name: "two statements, null", attachment: null });
+  const full = await ds.getRepository(Document).save({ name: "two statements, content", attachment: "a longer old content" });
+  for (const doc of [empty, full]) {
+    const statements = await statementsOf(ds, async (manager) => {
+      await pipeline(Readable.from(["fresh"]), await new LargeObjectRepository(manager).createWriteStream(doc, "attachment"));
+    });
+    // Between the transaction's start and the pieces: the row's lock, then one statement that opens
+    // the object (creating, recording and storing it for a null column, emptying it otherwise).
+    const sql = statements.filter((s) => s !== "undefined" && !/^(START TRANSACTION|BEGIN|COMMIT)/.test(s));
+    expect(sql).toHaveLength(2);
+    expect(sql[0]).toMatch(/FOR UPDATE$/);
+    expect(sql[1]).toMatch(doc === empty ? /lo_create[\s\S]*INSERT INTO[\s\S]*UPDATE[\s\S]*lo_open/ : /lo_open[\s\S]*lo_truncate64|lo_truncate64[\s\S]*lo_open/);
+    const row = await ds.getRepository(Document).findOneByOrFail({ id: doc.id });
+    expect((await objectBytes(ds, oidOf(row.attachment))).toString()).toBe("fresh");
+  }
 });
 
 test("a destroyed write stream keeps the old content", async () => {

@@ -116,6 +116,23 @@ test("a role without privileges on the objects: ERR_LO_PERMISSION_DENIED on read
   expect(await objectExists(admin, oidOf(doc.shared))).toBe(false);
 });
 
+test("the column's grant option also covers an object the repository creates for a null column", async () => {
+  const doc = await owner().getRepository(SecDocument).save({ name: "granted later", file: "f", shared: null });
+  expect(doc.shared).toBeNull();
+  const files = new LargeObjectRepository(owner().manager);
+  await pipeline(Readable.from([Buffer.from("streamed in by the owner")]), await files.createWriteStream(doc, "shared"));
+  const stored = await owner().getRepository(SecDocument).findOneByOrFail({ id: doc.id });
+  expect(stored.shared).toBe(doc.shared);
+  const reader = new LargeObjectRepository(as(readerRole).manager);
+  expect((await reader.read(stored, "shared")).toString()).toBe("streamed in by the owner");
+  expect(await rejection(reader.write(stored, "shared", "no"))).toMatchObject({ code: "ERR_LO_PERMISSION_DENIED", oid: stored.shared });
+  await new LargeObjectRepository(as(writerRole).manager).write(stored, "shared", "and rewritten by the writer");
+  expect((await reader.read(stored, "shared")).toString()).toBe("and rewritten by the writer");
+  expect(await rejection(new LargeObjectRepository(as(otherRole).manager).read(stored, "shared"))).toMatchObject({
+    code: "ERR_LO_PERMISSION_DENIED",
+  });
+});
+
 test("the column's grant option: the read role reads, the write role writes, nobody else does either", async () => {
   const doc = await owner().getRepository(SecDocument).save({ name: "granted", file: "f", shared: Readable.from([randomBytes(2 * MiB, 4)]) });
   const small = await owner().getRepository(SecDocument).save({ name: "granted small", file: "f", shared: "tiny" });
