@@ -83,7 +83,6 @@ export class LargeObjectRepository {
     if (options.chunkSize !== undefined) toChunkSize(options.chunkSize, "chunkSize");
     const details = { entity: info.entity.name, property };
     const scope = await TransactionScope.begin(this.manager, { transaction: true, readOnly: mode === "r" });
-    let oid: number | null | undefined;
     try {
       const table = quoteTable(info.entity);
       const column = quoteIdentifier(info.column.databaseName);
@@ -94,7 +93,7 @@ export class LargeObjectRepository {
       if (rows.length === 0) {
         throw new LargeObjectError("ERR_LO_NOT_FOUND", `no ${info.entity.name} row has this primary key`, details);
       }
-      oid = rows[0]!.oid;
+      const oid = rows[0]!.oid;
       if (oid === null) {
         if (mode === "r") {
           throw new LargeObjectError("ERR_LO_NULL", `${info.entity.name}.${property} is null: there is no object to read`, details);
@@ -103,11 +102,10 @@ export class LargeObjectRepository {
         (entity as ObjectLiteral)[property] = created.oid;
         return created;
       }
-      const handle = await LargeObject.openSelected(scope, { sql: "SELECT $1::oid AS oid", values: [oid] }, mode, options, empty);
-      return handle!;
+      return await LargeObject.openOnScope(scope, oid, mode, options, empty);
     } catch (err) {
       await scope.end(err).catch(() => undefined);
-      throw toLargeObjectError(err, oid === null || oid === undefined ? details : { ...details, oid });
+      throw toLargeObjectError(err, details);
     }
   }
 

@@ -416,7 +416,8 @@ async function runBatch(dataSource: DataSource, sql: string, batch: string, grac
       // since could only reference one of these objects if someone stored an orphan's oid in it.
       // A batch is a single statement, so it runs in a transaction of its own without BEGIN and
       // COMMIT (a dry run changes nothing; its row locks end with the statement).
-      return await TransactionScope.using(dataSource, { transaction: false }, async (scope) => (await scope.query<BatchCounts>(sql, [batch, graceMs]))[0]!);
+      const rows = await TransactionScope.using(dataSource, { transaction: false }, (scope) => scope.query<BatchCounts>(sql, [batch, graceMs]));
+      return rows[0]!;
     } catch (err) {
       // An object without a record (scope "all") may be unlinked by someone else between our
       // look at the catalog and lo_unlink: the next attempt no longer sees it.

@@ -88,7 +88,8 @@ test("a write stream costs two statements before its pieces, on a null column as
       await pipeline(Readable.from(["fresh"]), await new LargeObjectRepository(manager).createWriteStream(doc, "attachment"));
     });
     // Between the transaction's start and the pieces: the row's lock, then one statement that opens
-    // the object (creating, recording and storing it for a null column, emptying it otherwise).
+    // the object (creating, recording and storing it for a null column, emptying it otherwise). The
+    // pieces go as one query object without SQL text, recorded as "undefined".
     const sql = statements.filter((s) => s !== "undefined" && !/^(START TRANSACTION|BEGIN|COMMIT)/.test(s));
     expect(sql).toHaveLength(2);
     expect(sql[0]).toMatch(/FOR UPDATE$/);
