@@ -11,7 +11,7 @@ tarball="$(npm pack --silent --pack-destination "$scratch" 2>/dev/null | tail -n
 mkdir -p "$scratch/app/node_modules"
 tar -xzf "$scratch/$tarball" -C "$scratch"
 mv "$scratch/package" "$scratch/app/node_modules/typeorm-large-object"
-for dep in typeorm pg pg-copy-streams reflect-metadata @types/node @types/pg typescript; do
+for dep in typeorm pg reflect-metadata @types/node @types/pg typescript; do
   mkdir -p "$(dirname "$scratch/app/node_modules/$dep")"
   ln -s "$root/node_modules/$dep" "$scratch/app/node_modules/$dep"
 done

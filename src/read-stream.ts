@@ -1,9 +1,10 @@
 import { Readable } from "node:stream";
-import { to as copyTo } from "pg-copy-streams";
 import { LargeObjectError, toLargeObjectError } from "./errors";
 import { integerLiteral, toChunkSize, toOffset, type Offset } from "./arguments";
 import { ByteaCopyDecoder } from "./copy-decoder";
+import { CopyOut } from "./copy-out";
 import type { LargeObject } from "./large-object";
+import type { PgClient } from "./transaction-scope";
 
 /** Options of a large-object read stream. */
 export interface ReadStreamOptions {
@@ -34,8 +35,6 @@ const WINDOW_SIZE = 16 * 1024 * 1024;
 /** Bytes a stream buffers by default before it pauses the COPY. */
 const HIGH_WATER_MARK = 1024 * 1024;
 
-type CopyStream = ReturnType<typeof copyTo>;
-
 /**
  * Streams a byte range of a large object. Bytes travel through `COPY (SELECT lo_get(...)) TO STDOUT
  * (FORMAT binary)`, which avoids the hex decoding of text results; backpressure pauses the socket.
@@ -51,7 +50,7 @@ export class LargeObjectReadStream extends Readable {
   private readonly start: number;
   private endExclusive: number | undefined;
   private readonly autoClose: boolean;
-  private copy: CopyStream | undefined;
+  private copy: CopyOut | undefined;
   private window: Promise<void> | undefined;
   private completed = false;
 
@@ -114,7 +113,7 @@ export class LargeObjectReadStream extends Readable {
       ` FROM generate_series(${integerLiteral(from)}::int8, ${integerLiteral(until - 1)}::int8, ${PIECE_SIZE}::int8) AS s)` +
       " TO STDOUT (FORMAT binary)";
     this.window = this.handle.scope
-      .exclusive((client) => this.runCopy(client.query(copyTo(sql))))
+      .exclusive((client) => this.runCopy(client, sql))
       .then(
         () => {
           this.copy = undefined;
@@ -131,8 +130,7 @@ export class LargeObjectReadStream extends Readable {
       );
   }
 
-  private runCopy(copy: CopyStream): Promise<void> {
-    this.copy = copy;
+  private runCopy(client: PgClient, sql: string): Promise<void> {
     const scope = this.handle.scope;
     // A paused COPY holds the client, so work queued behind it on the same connection (a write
     // stream fed by this one, in the same transaction) would wait for a consumer that waits for
@@ -143,19 +141,29 @@ export class LargeObjectReadStream extends Readable {
       this.bytesRead += bytes.length;
       if (!this.push(bytes) && !scope.othersWaiting()) copy.pause();
     });
+    let unreadable: unknown;
+    const copy = new CopyOut(sql, (bytes) => {
+      if (unreadable !== undefined) return;
+      try {
+        decoder.write(bytes);
+      } catch (err) {
+        // The rows are out of step; the protocol is not, so the rest is read and dropped.
+        unreadable = err;
+        copy.resume();
+      }
+    });
+    this.copy = copy;
     const stopListening = scope.onContention(() => copy.resume());
-    return new Promise<void>((resolve, reject) => {
-      copy.on("data", (chunk: Buffer) => {
-        try {
-          decoder.write(chunk);
-        } catch (err) {
-          // The protocol is out of step: the connection cannot be trusted any more.
-          reject(new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${(err as Error).message}`, { cause: err }));
+    client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
+    return copy.done
+      .then(() => {
+        if (unreadable !== undefined) {
+          const message = `unreadable COPY output: ${(unreadable as Error).message}`;
+          throw new LargeObjectError("ERR_LO_CONNECTION", message, { cause: unreadable });
         }
-      });
-      copy.on("end", () => (decoder.done || this.destroyed ? resolve() : reject(new Error("COPY output ended early"))));
-      copy.on("error", reject);
-    }).finally(stopListening);
+        if (!decoder.done && !this.destroyed) throw new Error("COPY output ended early");
+      })
+      .finally(stopListening);
   }
 
   private finish(): void {
