@@ -1,3 +1,5 @@
+import { QueryObject } from "./query-object";
+
 /** What pg's protocol connection offers a custom query object (see pg/lib/query.js). */
 interface CopyConnection {
   stream: NodeJS.ReadableStream;
@@ -25,7 +27,7 @@ const HEADER = 5;
  * client.query(copy);
  * await copy.done;
  */
-export class CopyOut {
+export class CopyOut extends QueryObject {
   /** Settles at the ReadyForQuery after the COPY (the connection is free again), or at its error. */
   readonly done: Promise<void>;
   private settle!: { resolve(): void; reject(err: unknown): void };
@@ -42,6 +44,7 @@ export class CopyOut {
     private readonly text: string,
     private readonly onData: (bytes: Buffer) => void,
   ) {
+    super();
     this.done = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
   }
 
@@ -136,15 +139,5 @@ export class CopyOut {
     // A lost connection reaches us while we still read its socket.
     this.detach(Buffer.alloc(0));
     this.settle.reject(err);
-  }
-
-  handleCommandComplete(): void {}
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyData(): void {}
-  handleCopyInResponse(connection: { sendCopyFail(message: string): void }): void {
-    connection.sendCopyFail("unexpected COPY FROM STDIN");
   }
 }

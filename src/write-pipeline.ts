@@ -1,3 +1,4 @@
+import { QueryObject } from "./query-object";
 import type { TransactionScope, PgClient } from "./transaction-scope";
 
 /**
@@ -83,7 +84,7 @@ function bindHeader(fd: number, length: number): Buffer {
  * while this one is active it sees the answers in order.
  * After an error the server skips everything up to our Sync, so nothing past it is applied.
  */
-class LowriteRun {
+class LowriteRun extends QueryObject {
   /** Settles at ReadyForQuery (or the first error): the connection is free again. */
   readonly done: Promise<void>;
   private connection: PgConnection | undefined;
@@ -99,6 +100,7 @@ class LowriteRun {
     private readonly sql: string,
     private readonly fd: number,
   ) {
+    super();
     this.done = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     // Rejections are also delivered to each piece's own promise; do not report them twice.
     this.done.catch(() => undefined);
@@ -177,7 +179,7 @@ class LowriteRun {
     this.connection?.sync();
   }
 
-  handleCommandComplete(): void {
+  override handleCommandComplete(): void {
     const answered = this.inFlight.shift();
     if (answered !== undefined) this.bytesInFlight -= answered.bytes;
     if (answered !== undefined && !answered.released) {
@@ -213,15 +215,6 @@ class LowriteRun {
       return;
     }
     this.settle.resolve();
-  }
-
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyData(): void {}
-  handleCopyInResponse(connection: { sendCopyFail(message: string): void }): void {
-    connection.sendCopyFail("unexpected COPY during lowrite");
   }
 }
 
