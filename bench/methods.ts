@@ -344,11 +344,15 @@ export const METHODS: Method[] = [
   },
   {
     id: "server-import",
-    label: "server-side lo_import() (the server's ceiling)",
+    label: "server-side lo_import() (the server's ceiling, lz4 pages)",
     kind: "write",
     needs: "server-files",
     async open(ctx) {
       const client = await pgClient(ctx.url);
+      // The ceiling compresses pages as this library's writes do: with lz4, where the server has it.
+      await client.query(
+        "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)",
+      );
       const ds = await dataSource(ctx.url).initialize();
       return {
         async run() {

@@ -10,6 +10,7 @@ export type { LargeObjectSource } from "./transaction-scope";
 export type { LargeObjectContent } from "./content";
 export type { Offset } from "./arguments";
 export { MAX_LARGE_OBJECT_SIZE } from "./arguments";
+export { TOAST_COMPRESSION_SETTING } from "./toast-compression";
 export { LargeObjectColumn, oidOf } from "./column";
 export type { LargeObjectColumnOptions, LargeObjectValue } from "./column";
 export { LargeObjectSubscriber } from "./subscriber";

@@ -187,7 +187,7 @@ export class LargeObjectRepository {
    */
   async write<T extends ObjectLiteral>(entity: T, property: keyof T & string, content: LargeObjectContent): Promise<number> {
     const handle = await this.openEntity(entity, property, "w", {}, true);
-    return withHandle(handle, () => pipePieces(content, async () => handle.pipelinedWriter()), true);
+    return withHandle(handle, () => pipePieces(content, () => handle.pipelinedWriter()), true);
   }
 }
 

@@ -5,6 +5,7 @@ import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
 import { chunkToBuffer, forEachPiece, singlePiece, type LargeObjectContent } from "./content";
 import { FIRST_PIECES, PipelinedWriter, WRITE_PIECE_SIZE } from "./write-pipeline";
+import { compressionStep, lowriteAfter } from "./toast-compression";
 
 /** How a large object is opened: read, write in place, both, or append (every write goes to the end). */
 export type LargeObjectMode = "r" | "w" | "rw" | "a";
@@ -272,20 +273,20 @@ export class LargeObject {
   async writePiece(piece: Buffer): Promise<void> {
     this.assertOpen();
     this.assertCan("write");
-    await this.run((scope) => scope.query(this.writeSql(), [this.fd, piece]));
+    await this.run(async (scope) => scope.query(await this.writeSql(), [this.fd, piece]));
   }
 
   /** A writer keeping a second `lowrite` in flight on the connection: the hot path of write streams. */
-  pipelinedWriter(): PipelinedWriter {
+  async pipelinedWriter(): Promise<PipelinedWriter> {
     this.assertOpen();
     this.assertCan("write");
-    return new PipelinedWriter(this.scope, this.fd, this.writeSql());
+    return new PipelinedWriter(this.scope, this.fd, await this.writeSql());
   }
 
-  private writeSql(): string {
-    return this.mode === "a"
-      ? "SELECT lowrite($1, $2) FROM (SELECT lo_lseek64($1, 0, 2) OFFSET 0) AS to_end"
-      : "SELECT lowrite($1, $2)";
+  /** An append goes to the end first; every write chooses the compression of the pages it stores. */
+  private async writeSql(): Promise<string> {
+    const compression = await compressionStep(this.scope);
+    return lowriteAfter([this.mode === "a" ? "lo_lseek64($1, 0, 2)" : undefined, compression]);
   }
 
   /**
@@ -507,7 +508,7 @@ export async function pipeIntoNewObject(
   let target: { oid: number; fd: number } | undefined;
   await pipePieces(data, async () => {
     target = await open();
-    return new PipelinedWriter(scope, target.fd, "SELECT lowrite($1, $2)");
+    return new PipelinedWriter(scope, target.fd, lowriteAfter([await compressionStep(scope)]));
   });
   return target;
 }

@@ -96,7 +96,7 @@ export class LargeObjectWriteStream extends Writable {
   }
 
   private async writePiece(piece: Buffer): Promise<void> {
-    this.writer ??= this.handle.pipelinedWriter();
+    this.writer ??= await this.handle.pipelinedWriter();
     await this.writer.write(piece);
     this.bytesWritten += piece.length;
   }

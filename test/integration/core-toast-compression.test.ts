@@ -1,0 +1,90 @@
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { DataSource, QueryRunner } from "typeorm";
+import { LargeObject } from "../../src/large-object";
+import { TOAST_COMPRESSION_SETTING } from "../../src/toast-compression";
+import { objectBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
+
+let ds: DataSource;
+useDataSource((opened) => (ds = opened));
+
+/** Text the server compresses well: every 2 KiB page of it is stored compressed. */
+const COMPRESSIBLE = Buffer.from("a large object of plain text, said again and again. ".repeat(6000));
+
+/** The compression methods of the object's stored pages (pg_largeobject is the superuser's to read). */
+async function pageCompression(oid: number): Promise<string[]> {
+  const rows = await ds.query<{ method: string | null }[]>(
+    "SELECT DISTINCT pg_column_compression(data) AS method FROM pg_largeobject WHERE loid = $1 AND pageno < $2",
+    [oid, Math.floor(COMPRESSIBLE.length / 2048)],
+  );
+  return rows.map((r) => r.method ?? "none").sort();
+}
+
+async function serverOffersLz4(): Promise<boolean> {
+  const rows = await ds.query<{ lz4: boolean }[]>(
+    "SELECT 'lz4' = ANY (enumvals) AS lz4 FROM pg_settings WHERE name = 'default_toast_compression'",
+  );
+  return rows[0]!.lz4;
+}
+
+async function inTransaction<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
+  const runner = ds.createQueryRunner();
+  await runner.startTransaction();
+  try {
+    const result = await work(runner);
+    await runner.commitTransaction();
+    return result;
+  } finally {
+    await runner.release();
+  }
+}
+
+test("the server this suite runs on offers lz4 (the tests below would prove nothing without it)", async () => {
+  expect(await serverOffersLz4()).toBe(true);
+});
+
+test("a write stream stores its pages compressed with lz4, and the bytes read back unchanged", async () => {
+  const oid = await inTransaction(async (runner) => {
+    const created = await LargeObject.create(runner);
+    const lo = await LargeObject.open(runner, created, "w");
+    await pipeline(Readable.from([COMPRESSIBLE]), lo.createWriteStream({ autoClose: false }));
+    await lo.close();
+    return created;
+  });
+  expect(await pageCompression(oid)).toEqual(["lz4"]);
+  expect((await objectBytes(ds, oid)).equals(COMPRESSIBLE)).toBe(true);
+});
+
+test("LargeObject.create from a stream and write() choose lz4 too", async () => {
+  const created = await LargeObject.create(ds, { data: Readable.from([COMPRESSIBLE]) });
+  expect(await pageCompression(created)).toEqual(["lz4"]);
+  const written = await LargeObject.create(ds);
+  const lo = await LargeObject.open(ds, written, "w");
+  await lo.write(COMPRESSIBLE);
+  await lo.close();
+  expect(await pageCompression(written)).toEqual(["lz4"]);
+});
+
+test(`${TOAST_COMPRESSION_SETTING} = pglz keeps the server's pglz`, async () => {
+  const oid = await inTransaction(async (runner) => {
+    await runner.query(`SET LOCAL ${TOAST_COMPRESSION_SETTING} = 'pglz'`);
+    return LargeObject.create(runner, { data: Readable.from([COMPRESSIBLE]) });
+  });
+  expect(await pageCompression(oid)).toEqual(["pglz"]);
+});
+
+test("the choice lasts until the caller's transaction ends, not beyond it", async () => {
+  const runner = ds.createQueryRunner();
+  try {
+    const before = (await runner.query("SHOW default_toast_compression"))[0].default_toast_compression;
+    await runner.startTransaction();
+    await LargeObject.create(runner, { data: Readable.from([COMPRESSIBLE]) });
+    expect((await runner.query("SHOW default_toast_compression"))[0].default_toast_compression).toBe("lz4");
+    await runner.commitTransaction();
+    expect((await runner.query("SHOW default_toast_compression"))[0].default_toast_compression).toBe(before);
+    expect(before).toBe("pglz");
+  } finally {
+    await runner.release();
+  }
+});
