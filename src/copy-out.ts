@@ -133,11 +133,13 @@ export class CopyOut extends QueryObject {
 
   handleReadyForQuery(): void {
     this.settle.resolve();
+    this.finished();
   }
 
   handleError(err: unknown): void {
     // A lost connection reaches us while we still read its socket.
     this.detach(Buffer.alloc(0));
     this.settle.reject(err);
+    this.finished(err);
   }
 }

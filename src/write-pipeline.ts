@@ -205,6 +205,7 @@ class LowriteRun extends QueryObject {
     for (const sent of this.inFlight.splice(0)) if (!sent.released) sent.slot.reject(err);
     for (const { slot } of this.waiting.splice(0)) slot.reject(err);
     this.settle.reject(err);
+    this.finished(err);
   }
 
   handleReadyForQuery(): void {
@@ -215,6 +216,7 @@ class LowriteRun extends QueryObject {
       return;
     }
     this.settle.resolve();
+    this.finished();
   }
 }
 

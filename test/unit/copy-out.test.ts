@@ -96,12 +96,17 @@ test("refuses a connection whose socket has no single reader", () => {
   expect(failure).toBeInstanceOf(Error);
 });
 
-test("settles at ReadyForQuery, or with the error pg reports", async () => {
+test("settles at ReadyForQuery, or with the error pg reports, and tells pg's callback once", async () => {
+  const told: unknown[] = [];
   const ok = new CopyOut("COPY x TO STDOUT", () => undefined);
+  ok.callback = (err) => told.push(err);
+  ok.handleReadyForQuery();
   ok.handleReadyForQuery();
   await expect(ok.done).resolves.toBeUndefined();
   const failed = new CopyOut("COPY x TO STDOUT", () => undefined);
+  failed.callback = (err) => told.push(err);
   const err = new Error("connection lost");
   failed.handleError(err);
   await expect(failed.done).rejects.toBe(err);
+  expect(told).toEqual([null, err]);
 });
