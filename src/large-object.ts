@@ -283,10 +283,8 @@ export class LargeObject {
     return new PipelinedWriter(this.scope, this.fd, await this.writeSql());
   }
 
-  /** An append goes to the end first; every write chooses the compression of the pages it stores. */
-  private async writeSql(): Promise<string> {
-    const compression = await compressionStep(this.scope);
-    return lowriteAfter([this.mode === "a" ? "lo_lseek64($1, 0, 2)" : undefined, compression]);
+  private writeSql(): Promise<string> {
+    return lowriteSql(this.scope, this.mode === "a");
   }
 
   /**
@@ -500,6 +498,11 @@ export async function createOnScope(scope: TransactionScope, data?: LargeObjectC
  * source creates nothing), with a second `lowrite` in flight as in the write streams. Returns the
  * object and its write descriptor, or undefined when `data` had no bytes.
  */
+/** The statement of a write: an append goes to the end first; every write chooses the compression of the pages it stores. */
+async function lowriteSql(scope: TransactionScope, append: boolean): Promise<string> {
+  return lowriteAfter([append ? "lo_lseek64($1, 0, 2)" : undefined, await compressionStep(scope)]);
+}
+
 export async function pipeIntoNewObject(
   scope: TransactionScope,
   data: LargeObjectContent,
@@ -508,7 +511,7 @@ export async function pipeIntoNewObject(
   let target: { oid: number; fd: number } | undefined;
   await pipePieces(data, async () => {
     target = await open();
-    return new PipelinedWriter(scope, target.fd, lowriteAfter([await compressionStep(scope)]));
+    return new PipelinedWriter(scope, target.fd, await lowriteSql(scope, false));
   });
   return target;
 }

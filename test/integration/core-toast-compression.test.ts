@@ -4,6 +4,7 @@ import type { DataSource, QueryRunner } from "typeorm";
 import { LargeObject } from "../../src/large-object";
 import { TOAST_COMPRESSION_SETTING } from "../../src/toast-compression";
 import { objectBytes } from "../support/database";
+import { statementsOf } from "../support/orm";
 import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
@@ -87,4 +88,11 @@ test("the choice lasts until the caller's transaction ends, not beyond it", asyn
   } finally {
     await runner.release();
   }
+});
+
+test("whether the server has lz4 is asked once per connection, not once per write", async () => {
+  const statements = await statementsOf(ds, async (manager) => {
+    for (let i = 0; i < 3; i++) await LargeObject.create(manager, { data: Readable.from([COMPRESSIBLE]) });
+  });
+  expect(statements.filter((s) => s.includes("pg_settings")).length).toBeLessThanOrEqual(1);
 });

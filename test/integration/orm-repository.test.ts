@@ -89,8 +89,11 @@ test("a write stream costs two statements before its pieces, on a null column as
     });
     // Between the transaction's start and the pieces: the row's lock, then one statement that opens
     // the object (creating, recording and storing it for a null column, emptying it otherwise). The
-    // pieces go as one query object without SQL text, recorded as "undefined".
-    const sql = statements.filter((s) => s !== "undefined" && !/^(START TRANSACTION|BEGIN|COMMIT)/.test(s));
+    // pieces go as one query object without SQL text, recorded as "undefined". A connection's first
+    // write also asks whether the server has lz4 (see core-toast-compression).
+    const probes = statements.filter((s) => s.includes("pg_settings"));
+    expect(probes.length).toBeLessThanOrEqual(1);
+    const sql = statements.filter((s) => s !== "undefined" && !probes.includes(s) && !/^(START TRANSACTION|BEGIN|COMMIT)/.test(s));
     expect(sql).toHaveLength(2);
     expect(sql[0]).toMatch(/FOR UPDATE$/);
     expect(sql[1]).toMatch(doc === empty ? /lo_create[\s\S]*INSERT INTO[\s\S]*UPDATE[\s\S]*lo_open/ : /lo_open[\s\S]*lo_truncate64|lo_truncate64[\s\S]*lo_open/);
