@@ -11,6 +11,9 @@ const database = {
 /** @type {import('jest').Config} */
 module.exports = {
   testTimeout: 60000,
+  // A handle some test leaves open (a keep-alive socket of a client, a child's pipe) must not keep
+  // a finished run waiting: every file already checks its own connections and objects.
+  forceExit: true,
   projects: [
     { displayName: "unit", testEnvironment: "node", roots: ["<rootDir>/test/unit"], transform },
     { displayName: "integration", roots: ["<rootDir>/test/integration"], ...database },

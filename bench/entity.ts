@@ -1,6 +1,6 @@
 import "reflect-metadata";
 import { Entity, PrimaryGeneratedColumn } from "typeorm";
-import { LargeObjectColumn, type LargeObjectValue } from "../src/column";
+import { LargeObjectColumn, type LargeObjectValue } from "../src";
 
 /** The benchmark's entity: one large-object column. Column types are explicit (tsx emits no decorator metadata). */
 @Entity({ name: "bench_files" })

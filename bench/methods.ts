@@ -5,8 +5,9 @@ import { Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client } from "pg";
 import { DataSource } from "typeorm";
-import { LargeObject } from "../src/large-object";
+import { LargeObject } from "../src";
 import { DIGEST_PIECE, contentBuffer, contentStream } from "./data";
+import { SMALL_OBJECT_METHODS } from "./small-objects";
 
 /** What a method measures: a stream written, a stream read, a batch of objects, or nothing (the baseline). */
 export type MethodKind = "write" | "read" | "batch" | "baseline";
@@ -148,7 +149,7 @@ async function ormDataSource(url: string): Promise<DataSource> {
 
 async function fileRepository(ds: DataSource) {
   const { BenchFile } = await import("./entity");
-  const { LargeObjectRepository } = await import("../src/large-object-repository");
+  const { LargeObjectRepository } = await import("../src/orm/repository");
   return { files: ds.getRepository(BenchFile), objects: new LargeObjectRepository(ds.manager), BenchFile };
 }
 
@@ -501,6 +502,7 @@ export const METHODS: Method[] = [
       };
     },
   },
+  ...SMALL_OBJECT_METHODS,
 ];
 
 /** Creates the objects the read methods read: one object, one bench_files row pointing at it, one bytea row. */

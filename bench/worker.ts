@@ -3,6 +3,7 @@
  * Run by bench/run.ts, which asks for each run over IPC; prints one JSON line when closed.
  */
 import type { MethodContext, Outcome } from "./methods";
+import type { SweepFigures } from "./sweep";
 
 /** What a child reports. */
 export interface WorkerReport {
@@ -15,6 +16,7 @@ export interface WorkerReport {
   maxRss: number;
   error?: string;
   fixture?: unknown;
+  sweep?: SweepFigures;
 }
 
 async function main(): Promise<void> {
@@ -34,6 +36,13 @@ async function main(): Promise<void> {
     const { DataSource } = await import("typeorm");
     const ds = await new DataSource({ type: "postgres", url: ctx.url, poolSize: 2 }).initialize();
     await reportBaseline(id, ds, () => ds.destroy());
+    return;
+  }
+  if (id === "sweep") {
+    // The orphan sweep phase, in a process of its own so that its peak RSS is the sweep's.
+    const { benchSweep } = await import("./sweep");
+    const sweep = await benchSweep(ctx.url, ctx.count);
+    report({ method: id, size: 0, seconds: [], verified: "not checked", maxRss: maxRss(), sweep: { ...sweep, maxRss: maxRss() } });
     return;
   }
   const { METHODS, makeFixture } = await import("./methods");

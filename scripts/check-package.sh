@@ -11,7 +11,7 @@ tarball="$(npm pack --silent --pack-destination "$scratch" 2>/dev/null | tail -n
 mkdir -p "$scratch/app/node_modules"
 tar -xzf "$scratch/$tarball" -C "$scratch"
 mv "$scratch/package" "$scratch/app/node_modules/typeorm-large-object"
-for dep in typeorm pg reflect-metadata @types/node @types/pg typescript; do
+for dep in typeorm pg reflect-metadata @types/node @types/pg typescript @tus/server; do
   mkdir -p "$(dirname "$scratch/app/node_modules/$dep")"
   ln -s "$root/node_modules/$dep" "$scratch/app/node_modules/$dep"
 done
@@ -30,12 +30,40 @@ for (const name of ["LargeObject", "LargeObjectError", "LargeObjectColumn", "Lar
 }
 console.log("require: " + Object.keys(lo).length + " exports");'
 
+# The tus entry loads beside the main one and shares its classes.
+node -e '
+const tus = require("typeorm-large-object/tus");
+if (typeof tus.LargeObjectTusStore !== "function") throw new Error("require: missing tus export LargeObjectTusStore");
+console.log("require tus: " + Object.keys(tus).length + " exports");'
+
+# The http entry loads without any web framework: multer, Express, Fastify and NestJS are the
+# application's (resolvable here through NODE_PATH, so what matters is that none gets loaded).
+node -e '
+const frameworks = () => Object.keys(require.cache).filter((f) => /[\\/]node_modules[\\/](multer|express|fastify|@nestjs)[\\/]/.test(f));
+require("typeorm-large-object");
+if (frameworks().length) throw new Error("the main entry loaded " + frameworks()[0]);
+const http = require("typeorm-large-object/http");
+for (const name of ["sendLargeObject", "receiveLargeObject", "largeObjectStorage", "isLargeObjectFile", "httpStatusOf"]) {
+  if (typeof http[name] !== "function") throw new Error("require: missing http export " + name);
+}
+if (frameworks().length) throw new Error("the http entry loaded " + frameworks()[0]);
+console.log("require http: " + Object.keys(http).length + " exports, no web framework loaded");'
+
+# The command-line entry that package.json's "bin" names must exist in the package and run.
+bin="$(node -p 'require("typeorm-large-object/package.json").bin["typeorm-large-object"]')"
+node "node_modules/typeorm-large-object/$bin" --help > /dev/null
+echo "bin: $bin prints its usage"
+
 cat > esm.mjs <<'JS'
 import { LargeObject, LargeObjectError } from "typeorm-large-object";
 import { createRequire } from "node:module";
 const cjs = createRequire(import.meta.url)("typeorm-large-object");
 if (LargeObject !== cjs.LargeObject) throw new Error("import and require load two copies");
 if (!(new LargeObjectError("ERR_LO_NULL", "x") instanceof cjs.LargeObjectError)) throw new Error("instanceof across entries");
+const http = await import("typeorm-large-object/http");
+if (http.largeObjectStorage !== createRequire(import.meta.url)("typeorm-large-object/http").largeObjectStorage) throw new Error("http: import and require load two copies");
+const tus = await import("typeorm-large-object/tus");
+if (tus.LargeObjectTusStore !== createRequire(import.meta.url)("typeorm-large-object/tus").LargeObjectTusStore) throw new Error("tus: import and require load two copies");
 console.log("import: one copy of every class");
 JS
 node esm.mjs
@@ -65,12 +93,30 @@ export async function main(url: string): Promise<void> {
 }
 if (process.env.CHECK_DATABASE_URL) main(process.env.CHECK_DATABASE_URL).catch((e) => { console.error(e); process.exit(1); });
 TS
+# The http entry's declarations stand without any framework's types (no @types/multer here).
+cat > http-consumer.ts <<'TS'
+import type { DataSource } from "typeorm";
+import { httpStatusOf, isLargeObjectFile, largeObjectStorage, type LargeObjectStorageEngine } from "typeorm-large-object/http";
+export const storage = (source: DataSource): LargeObjectStorageEngine => largeObjectStorage({ source, maxBytes: 1024, label: "check" });
+export const oidOfFile = (file: unknown): number | undefined => (isLargeObjectFile(file) ? file.oid : undefined);
+export const status: number = httpStatusOf(new Error("x"));
+TS
 cat > tsconfig.json <<'JSON'
 { "compilerOptions": { "target": "ES2022", "module": "commonjs", "strict": true, "experimentalDecorators": true,
   "emitDecoratorMetadata": true, "esModuleInterop": true, "skipLibCheck": false, "types": ["node"], "outDir": "out" } }
 JSON
 node "$root/node_modules/typescript/bin/tsc" -p tsconfig.json
-echo "types: a strict consumer compiles against the shipped declarations (skipLibCheck off)"
+echo "types: strict consumers of the main and http entries compile against the shipped declarations (skipLibCheck off)"
+# @tus/server's own declarations need the types of bun, Deno and Cloudflare (through srvx), so the
+# tus entry's consumer skips the check of library declarations.
+cat > tus-consumer.ts <<'TS'
+import { Server } from "@tus/server";
+import type { DataSource } from "typeorm";
+import { LargeObjectTusStore } from "typeorm-large-object/tus";
+export const tusServer = (source: DataSource): Server => new Server({ path: "/files", datastore: new LargeObjectTusStore({ source }) });
+TS
+node "$root/node_modules/typescript/bin/tsc" --strict --skipLibCheck --module commonjs --target ES2022 --types node --noEmit tus-consumer.ts
+echo "types: a consumer of the tus entry compiles (through typesVersions for node10 resolution)"
 # Runs one statement on DATABASE_URL (through the repository's pg; the machine may have no psql).
 admin() {
   node -e '

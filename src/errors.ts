@@ -19,8 +19,10 @@ export type LargeObjectErrorCode =
   | "ERR_LO_INVALID_VALUE"
   | "ERR_LO_TOO_LARGE"
   | "ERR_LO_IN_USE"
+  | "ERR_LO_INVALID_TRACK"
   | "ERR_LO_NOT_REGISTERED"
   | "ERR_LO_POOL_EXHAUSTED"
+  | "ERR_LO_DISK_FULL"
   | "ERR_LO_DATABASE";
 
 /** Context attached to an error: which object, where, and on which entity. */
@@ -88,7 +90,7 @@ function sqlState(err: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/** Whether an error means the connection itself is gone (so it must not go back to the pool). */
+/** @internal Whether an error means the connection itself is gone (so it must not go back to the pool). */
 export function isConnectionFailure(err: unknown): boolean {
   if (err instanceof LargeObjectError) return err.code === "ERR_LO_CONNECTION";
   const state = sqlState(err);
@@ -101,6 +103,7 @@ export function isConnectionFailure(err: unknown): boolean {
  * Turns a driver or server error into a LargeObjectError. The one place where SQLSTATEs map to
  * codes; an error that already is a LargeObjectError passes through, with the details it lacked
  * filled in.
+ * @internal
  */
 export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorDetails, "cause"> = {}): LargeObjectError {
   if (err instanceof LargeObjectError) return fillDetails(err, details);
@@ -139,13 +142,28 @@ export function toLargeObjectError(err: unknown, details: Omit<LargeObjectErrorD
     case "25P02": // in_failed_sql_transaction
     case "25P01": // no_active_sql_transaction
       return new LargeObjectError("ERR_LO_TRANSACTION", message, withCause);
+    case "53100": // disk_full: "could not extend file ...: No space left on device"
+      return new LargeObjectError("ERR_LO_DISK_FULL", message, withCause);
     case "53200": // out_of_memory, usually max_locks_per_transaction
     default:
       return new LargeObjectError("ERR_LO_DATABASE", message, withCause);
   }
 }
 
-/** Shorthand for argument errors. */
+/**
+ * @internal What to do about a data source that was not prepared for large objects: said wherever
+ * the library or its CLI can tell, because TypeORM's own error ("Data type "oid" ... is not
+ * supported") names no cause.
+ */
+export const REGISTRATION_HINT =
+  "call registerLargeObjects(dataSource) before dataSource.initialize() (in NestJS, inside TypeOrmModule's dataSourceFactory)";
+
+/** @internal ERR_LO_NOT_REGISTERED, with what happened and {@link REGISTRATION_HINT}. */
+export function notRegistered(what: string, details: LargeObjectErrorDetails = {}): LargeObjectError {
+  return new LargeObjectError("ERR_LO_NOT_REGISTERED", `${what}: ${REGISTRATION_HINT}`, details);
+}
+
+/** @internal Shorthand for argument errors. */
 export function invalidArgument(message: string, details: LargeObjectErrorDetails = {}): LargeObjectError {
   return new LargeObjectError("ERR_LO_INVALID_ARGUMENT", message, details);
 }

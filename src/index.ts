@@ -1,39 +1,47 @@
-export { LargeObject, DEFAULT_CHUNK_SIZE } from "./large-object";
-export type { LargeObjectMode, Whence, OpenOptions, CreateOptions } from "./large-object";
-export { LargeObjectReadStream } from "./read-stream";
-export type { ReadStreamOptions } from "./read-stream";
-export { LargeObjectWriteStream } from "./write-stream";
-export type { WriteStreamOptions } from "./write-stream";
+export { LargeObject, DEFAULT_CHUNK_SIZE } from "./handle/large-object";
+export type { Whence, OpenOptions, CreateOptions } from "./handle/large-object";
+export type { LargeObjectMode } from "./handle/modes";
+export { LargeObjectReadStream } from "./handle/read-stream";
+export type { ReadStreamOptions } from "./handle/read-stream";
+export { LargeObjectWriteStream } from "./handle/write-stream";
+export type { WriteStreamOptions } from "./handle/write-stream";
 export { LargeObjectError, isLargeObjectError } from "./errors";
 export type { LargeObjectErrorCode, LargeObjectErrorDetails } from "./errors";
-export type { LargeObjectSource } from "./transaction-scope";
-export type { LargeObjectContent } from "./content";
-export type { Offset } from "./arguments";
-export { MAX_LARGE_OBJECT_SIZE } from "./arguments";
-export { TOAST_COMPRESSION_SETTING } from "./toast-compression";
-export { LargeObjectColumn, oidOf } from "./column";
-export type { LargeObjectColumnOptions, LargeObjectValue } from "./column";
-export { LargeObjectSubscriber } from "./subscriber";
+export type { LargeObjectSource } from "./connection/source";
+export { configureReplicaReads } from "./connection/replica-routing";
+export type { ReadFrom, ReplicaReadOptions } from "./connection/replica-routing";
+export type { LargeObjectContent } from "./handle/content";
+export type { Offset } from "./validation";
+export { MAX_LARGE_OBJECT_SIZE } from "./validation";
+export { TOAST_COMPRESSION_SETTING } from "./handle/writes";
+export { LargeObjectColumn, oidOf } from "./orm/column";
+export type { LargeObjectColumnOptions, LargeObjectTrackOptions, LargeObjectValue } from "./orm/column";
+export { trackedContentOf } from "./orm/tracking";
+export type { TrackedContent } from "./orm/tracking";
+export { LargeObjectSubscriber } from "./orm/subscriber";
 export { registerLargeObjects } from "./registration";
-export { LargeObjectRepository } from "./large-object-repository";
+export { LargeObjectRepository } from "./orm/repository";
 export type {
   LargeObjectRepositoryOptions,
   OpenStreamOptions,
+  EntityReadOptions,
   EntityReadStreamOptions,
   EntityWriteStreamOptions,
-} from "./large-object-repository";
-export { LargeObjectRecord, RECORDS_TABLE } from "./records";
+} from "./orm/repository";
+export { LargeObjectRecord, RECORDS_TABLE } from "./orm/records";
+export { findReferences } from "./orm/references";
+export type { LargeObjectReference } from "./orm/references";
 export {
   syncLargeObjectTriggers,
   installLargeObjectTriggers,
   removeLargeObjectTriggers,
   largeObjectTriggerStatements,
-  findReferences,
-  UNLINK_LIMIT_SETTING,
-  DEFAULT_UNLINK_LIMIT,
-} from "./triggers";
-export type { TriggerMigrationStatements, LargeObjectReference } from "./triggers";
-export { sweepOrphans, DEFAULT_GRACE_MS, DEFAULT_SWEEP_BATCH_SIZE } from "./sweep";
-export type { SweepOptions, SweepReport, SweepProgress, SweepScope } from "./sweep";
-export { largeObjectStatus } from "./status";
-export type { LargeObjectStatus } from "./status";
+} from "./cleanup/trigger-sync";
+export type { TriggerMigrationStatements } from "./cleanup/trigger-sync";
+export { UNLINK_LIMIT_SETTING, DEFAULT_UNLINK_LIMIT } from "./cleanup/trigger-functions";
+export { sweepOrphans, DEFAULT_GRACE_MS, DEFAULT_SWEEP_BATCH_SIZE } from "./cleanup/sweep";
+export type { SweepOptions, SweepReport, SweepProgress, SweepScope } from "./cleanup/sweep";
+export { largeObjectStatus } from "./cleanup/status";
+export type { DanglingReference, LargeObjectStatus } from "./cleanup/status";
+export { stageLargeObject, touchStagedObject, discardStagedObject } from "./cleanup/staged";
+export type { StagedLargeObject, StageOptions } from "./cleanup/staged";

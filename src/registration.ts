@@ -1,9 +1,12 @@
 import type { DataSource, MixedList } from "typeorm";
-import { LargeObjectError } from "./errors";
-import { dataSourceOf } from "./transaction-scope";
-import { LargeObjectRecord } from "./records";
-import { LargeObjectSubscriber } from "./subscriber";
-import { syncLargeObjectTriggers } from "./triggers";
+import { notRegistered } from "./errors";
+import { dataSourceOf } from "./connection/source";
+import { setWriteOpenStep } from "./handle/large-object";
+import { recordsTable } from "./orm/column-objects";
+import { LargeObjectRecord } from "./orm/records";
+import { LargeObjectSubscriber } from "./orm/subscriber";
+import { forgetTrackedSteps, validateTracking } from "./orm/tracking";
+import { syncLargeObjectTriggers } from "./cleanup/trigger-sync";
 
 const registered = new WeakSet<DataSource>();
 
@@ -27,10 +30,7 @@ export function registerLargeObjects(dataSource: DataSource): DataSource {
   dataSourceOf(dataSource);
   if (registered.has(dataSource)) return dataSource;
   if (dataSource.isInitialized) {
-    throw new LargeObjectError(
-      "ERR_LO_NOT_REGISTERED",
-      "registerLargeObjects(dataSource) must be called before dataSource.initialize()",
-    );
+    throw notRegistered("registerLargeObjects() came after initialize()");
   }
   registered.add(dataSource);
   const types = dataSource.driver.supportedDataTypes as string[];
@@ -39,6 +39,22 @@ export function registerLargeObjects(dataSource: DataSource): DataSource {
     entities: withItem(dataSource.options.entities, LargeObjectRecord, "LargeObjectRecord"),
     subscribers: withItem(dataSource.options.subscribers, LargeObjectSubscriber, "LargeObjectSubscriber"),
   });
+  // A write through a raw handle may change an object's content: a staged object's record, and the
+  // tracked columns of a row holding it, forget its size and digest, so none is ever stale.
+  setWriteOpenStep(dataSource, () =>
+    [
+      `forgotten AS (UPDATE ${recordsTable(dataSource)} SET size = NULL, sha256 = NULL WHERE oid = $1 AND staged AND size IS NOT NULL)`,
+      ...forgetTrackedSteps(dataSource),
+    ].join(", "),
+  );
+  // The track options are checked as soon as the metadata exists, before anything is synchronized;
+  // initialize() closes the data source again when this throws.
+  const built = dataSource as unknown as { buildMetadatas(): Promise<void> };
+  const buildMetadatas = built.buildMetadatas.bind(dataSource);
+  built.buildMetadatas = async (): Promise<void> => {
+    await buildMetadatas();
+    validateTracking(dataSource);
+  };
   const synchronize = dataSource.synchronize.bind(dataSource);
   dataSource.synchronize = async (dropBeforeSync?: boolean): Promise<void> => {
     await synchronize(dropBeforeSync);

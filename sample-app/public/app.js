@@ -7,6 +7,8 @@ const drop = document.getElementById("drop");
 const button = document.getElementById("upload-button");
 const uploads = document.getElementById("uploads");
 const tbody = document.querySelector("#documents tbody");
+// What the server offers: { maxUploadBytes, resumable: { endpoint, chunkBytes, minBytes } | null }.
+const config = fetch("/api/config").then((response) => response.json());
 
 function formatSize(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -51,7 +53,7 @@ function row(doc) {
     element("td", { textContent: doc.contentType }),
     element("td", { className: "num", textContent: formatSize(doc.size), title: `${doc.size} bytes` }),
     element("td", { textContent: new Date(doc.createdAt).toLocaleString() }),
-    element("td", { className: "hash", textContent: doc.sha256.slice(0, 12), title: doc.sha256 }),
+    element("td", { className: "hash", textContent: doc.sha256?.slice(0, 12) ?? "", title: doc.sha256 ?? "" }),
     actions,
   ]);
 }
@@ -71,24 +73,35 @@ async function remove(doc) {
   if (!confirm(`Delete ${doc.name}?`)) return;
   await fetch(`/api/documents/${doc.id}`, { method: "DELETE" });
   document.getElementById("preview").hidden = true;
-  await loadList();
+  await config.then(({ resumable }) => {
+  document.getElementById("resumable-note").hidden = !resumable;
+});
+loadList();
 }
 
-// XMLHttpRequest, because fetch() reports no upload progress.
-function upload(file) {
+function uploadItem(file) {
   const status = element("span", { className: "status", textContent: "waiting" });
   const bar = element("progress", { max: file.size || 1, value: 0 });
   const item = element("li", {}, [element("span", { textContent: `${file.name} (${formatSize(file.size)})` }), status, bar]);
   uploads.append(item);
+  return { status, bar, item };
+}
+
+function showProgress({ status, bar }, loaded, total, started, from) {
+  bar.max = total || 1;
+  bar.value = loaded;
+  const seconds = (performance.now() - started) / 1000;
+  const rate = formatSize((loaded - from) / Math.max(seconds, 0.001));
+  status.textContent = `${Math.floor((100 * loaded) / (total || 1))}% · ${rate}/s${from > 0 ? ` · resumed at ${formatSize(from)}` : ""}`;
+}
+
+// XMLHttpRequest, because fetch() reports no upload progress.
+function upload(file) {
+  const { status, bar, item } = uploadItem(file);
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     const started = performance.now();
-    xhr.upload.onprogress = (event) => {
-      bar.max = event.total || 1;
-      bar.value = event.loaded;
-      const seconds = (performance.now() - started) / 1000;
-      status.textContent = `${Math.floor((100 * event.loaded) / (event.total || 1))}% · ${formatSize(event.loaded / Math.max(seconds, 0.001))}/s`;
-    };
+    xhr.upload.onprogress = (event) => showProgress({ status, bar }, event.loaded, event.total, started, 0);
     xhr.onload = () => {
       if (xhr.status === 201) {
         bar.value = bar.max;
@@ -117,18 +130,76 @@ function upload(file) {
   });
 }
 
+// tus-js-client keeps each upload's URL in localStorage under the file's fingerprint (name, type,
+// size, modification time): the same file chosen after a reload resumes where the server stopped.
+function resumableUpload(file, resumable) {
+  const { status, bar, item } = uploadItem(file);
+  return new Promise((resolve) => {
+    let started = performance.now();
+    let from = 0;
+    const upload = new tus.Upload(file, {
+      endpoint: resumable.endpoint,
+      chunkSize: resumable.chunkBytes,
+      retryDelays: [0, 1000, 3000, 5000],
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      removeFingerprintOnSuccess: true,
+      onProgress: (sent, total) => showProgress({ status, bar }, sent, total, started, from),
+      onSuccess: () => {
+        bar.value = bar.max;
+        status.textContent = from > 0 ? `stored (resumed at ${formatSize(from)})` : "stored";
+        resolve();
+      },
+      onError: (error) => {
+        item.classList.add("failed");
+        status.textContent = error.originalResponse ? `HTTP ${error.originalResponse.getStatus()}` : "connection failed";
+        resolve();
+      },
+    });
+    upload
+      .findPreviousUploads()
+      .then(async (previous) => {
+        if (previous.length > 0) {
+          upload.resumeFromPreviousUpload(previous[0]);
+          // Where the server stopped: what it committed of the earlier attempt.
+          const head = await fetch(upload.url, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
+          from = Number(head.headers.get("Upload-Offset")) || 0;
+          item.dataset.resumedAt = String(from);
+        }
+        started = performance.now();
+        upload.start();
+      })
+      .catch((error) => {
+        item.classList.add("failed");
+        status.textContent = String(error);
+        resolve();
+      });
+  });
+}
+
 async function uploadAll(files) {
   button.disabled = true;
+  const { resumable } = await config;
   try {
     for (const file of files) {
-      await upload(file);
-      await loadList();
+      if (resumable && file.size >= resumable.minBytes) await resumableUpload(file, resumable);
+      else await upload(file);
+      await config.then(({ resumable }) => {
+  document.getElementById("resumable-note").hidden = !resumable;
+});
+loadList();
     }
   } finally {
-    button.disabled = false;
     input.value = "";
+    updateButton();
   }
 }
+
+// Nothing to send until a file is chosen.
+function updateButton() {
+  button.disabled = input.files.length === 0;
+}
+
+input.addEventListener("change", updateButton);
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -145,4 +216,7 @@ drop.addEventListener("drop", (event) => {
   uploadAll([...event.dataTransfer.files]);
 });
 
+config.then(({ resumable }) => {
+  document.getElementById("resumable-note").hidden = !resumable;
+});
 loadList();

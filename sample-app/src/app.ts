@@ -2,12 +2,26 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DataSource } from "typeorm";
+// In a project of your own: import { sendLargeObject } from "typeorm-large-object/http";
+import { sendLargeObject } from "../../src/http";
 import { Document, toJson } from "./document";
-import { sendContent } from "./download";
 import type { AppEvents } from "./events";
 import { HttpError, toHttpError } from "./http-error";
 import { isStaticFile, sendStaticFile } from "./static-files";
-import { storeMultipartUpload, storeRawUpload } from "./upload";
+import { storeUpload } from "./upload";
+
+/** A tus server mounted beside the app (see resumable.ts), and what the page needs to use it. */
+export interface ResumableUploads {
+  /** The path it answers under, such as `/files`. */
+  path: string;
+  /** The size of each PATCH the page sends. */
+  chunkBytes: number;
+  /** Files of at least this size go through it; smaller ones are posted as a form. */
+  minBytes: number;
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Stops what it runs in the background. */
+  close(): void;
+}
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -17,6 +31,8 @@ export interface AppOptions {
   maxUploadBytes?: number;
   /** Called with each failed request's error, for logging (default: unexpected errors go to stderr). */
   onError?: (err: unknown, req: IncomingMessage) => void;
+  /** Mounts resumable uploads: builds the tus server on the app's events. */
+  resumable?: (events: AppEvents) => ResumableUploads;
 }
 
 /** The sample app: an HTTP server not yet listening, and the events it reports. */
@@ -38,7 +54,8 @@ const DOCUMENT = /^\/api\/documents\/([1-9]\d{0,9})(\/content)?$/;
 
 /**
  * Builds the file store's HTTP server on a data source: the page, the JSON list, uploads (raw body
- * or multipart form), downloads with Range, and delete.
+ * or multipart form, or resumable ones through a mounted tus server), downloads with Range, and
+ * delete.
  *
  * @example
  * const app = createApp({ dataSource, maxUploadBytes: 100 * 1024 * 1024 });
@@ -48,6 +65,7 @@ export function createApp(options: AppOptions): App {
   const { dataSource } = options;
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
   const events = new EventEmitter() as AppEvents;
+  const resumable = options.resumable?.(events);
   const onError =
     options.onError ??
     ((err: unknown) => {
@@ -63,17 +81,22 @@ export function createApp(options: AppOptions): App {
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? "GET";
     const { pathname } = url;
+    if (resumable !== undefined && (pathname === resumable.path || pathname.startsWith(`${resumable.path}/`))) {
+      return resumable.handle(req, res);
+    }
     if (isStaticFile(pathname)) {
       allow(method, ["GET", "HEAD"]);
       return sendStaticFile(res, pathname, method === "HEAD");
     }
+    if (pathname === "/api/config") {
+      allow(method, ["GET", "HEAD"]);
+      const { path, chunkBytes, minBytes } = resumable ?? {};
+      return sendJson(res, 200, { maxUploadBytes, resumable: resumable ? { endpoint: path, chunkBytes, minBytes } : null }, method === "HEAD");
+    }
     if (pathname === "/api/documents") {
       allow(method, ["GET", "HEAD", "POST"]);
       if (method === "POST") {
-        const type = req.headers["content-type"] ?? "";
-        const doc = /^multipart\/form-data/i.test(type)
-          ? await storeMultipartUpload(dataSource, events, req, maxUploadBytes)
-          : await storeRawUpload(dataSource, events, req, url, maxUploadBytes);
+        const doc = await storeUpload(dataSource, events, req, url, maxUploadBytes);
         res.setHeader("Location", `/api/documents/${doc.id}`);
         return sendJson(res, 201, toJson(doc));
       }
@@ -85,7 +108,18 @@ export function createApp(options: AppOptions): App {
     if (match === null || id > 2 ** 31 - 1) throw new HttpError(404, "not found");
     if (match[2] !== undefined) {
       allow(method, ["GET", "HEAD"]);
-      return sendContent(dataSource, req, res, await findDocument(id), url);
+      const doc = await findDocument(id);
+      return sendLargeObject(req, res, {
+        source: dataSource,
+        entity: doc,
+        property: "content",
+        contentType: doc.contentType,
+        filename: doc.name,
+        disposition: url.searchParams.has("download") ? "attachment" : "inline",
+        lastModified: doc.createdAt,
+        cacheControl: "no-cache",
+        onError: (err) => onError(err, req),
+      });
     }
     allow(method, ["GET", "HEAD", "DELETE"]);
     if (method === "DELETE") {
@@ -123,6 +157,7 @@ export function createApp(options: AppOptions): App {
       }),
     close: () =>
       new Promise<void>((resolve, reject) => {
+        resumable?.close();
         server.close((err) => (err ? reject(err) : resolve()));
         server.closeAllConnections();
       }),

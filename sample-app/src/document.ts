@@ -4,7 +4,7 @@ import { LargeObjectColumn, type LargeObjectValue } from "../../src";
 
 /** Reads PostgreSQL's bigint (a string in pg) as a number: sizes stay far below 2^53. */
 const bigintAsNumber = {
-  to: (value: number | undefined) => value,
+  to: (value: number | null | undefined) => value,
   from: (value: string | number | null) => (value === null ? null : Number(value)),
 };
 
@@ -17,11 +17,12 @@ export class Document {
   @PrimaryGeneratedColumn({ type: "int" }) id!: number;
   @Column({ type: "text" }) name!: string;
   @Column({ type: "text", name: "content_type" }) contentType!: string;
-  @Column({ type: "bigint", transformer: bigintAsNumber }) size!: number;
-  /** The SHA-256 of the content, lowercase hex: the download's ETag. */
-  @Column({ type: "char", length: 64 }) sha256!: string;
+  /** Kept by the library (`track`) while the content streams; null only after a write it cannot follow. */
+  @Column({ type: "bigint", nullable: true, transformer: bigintAsNumber }) size!: number | null;
+  /** The SHA-256 of the content, lowercase hex, kept the same way: the download's strong ETag. */
+  @Column({ type: "char", length: 64, nullable: true }) sha256!: string | null;
   @CreateDateColumn({ type: "timestamptz", name: "created_at" }) createdAt!: Date;
-  @LargeObjectColumn() content!: LargeObjectValue;
+  @LargeObjectColumn({ track: { size: "size", sha256: "sha256" } }) content!: LargeObjectValue;
 }
 
 /** What the API shows of a document: everything but the oid. */
@@ -29,8 +30,8 @@ export interface DocumentJson {
   id: number;
   name: string;
   contentType: string;
-  size: number;
-  sha256: string;
+  size: number | null;
+  sha256: string | null;
   createdAt: string;
   url: string;
 }

@@ -2,9 +2,9 @@ import type { EventEmitter } from "node:events";
 
 /** What the app reports about uploads, for logs and tests. */
 export type UploadEvent =
-  | { phase: "started"; id: number }
-  | { phase: "stored"; id: number; bytes: number }
-  | { phase: "failed"; bytes: number; error: unknown };
+  | { phase: "started"; name: string; resumable: boolean }
+  | { phase: "stored"; id: number; bytes: number | null; resumable: boolean }
+  | { phase: "failed"; status: number; error: unknown };
 
 /** The app's event emitter: "upload" events carry an {@link UploadEvent}. */
 export interface AppEvents extends EventEmitter {

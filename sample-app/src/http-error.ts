@@ -1,6 +1,6 @@
-import { isLargeObjectError } from "../../src";
+import { httpStatusOf, isLargeObjectHttpError } from "../../src/http";
 
-/** An error with the HTTP status to answer it with. */
+/** An error of the app's own routes, with the HTTP status to answer it with. */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -12,14 +12,16 @@ export class HttpError extends Error {
   }
 }
 
-/** The status and message a failure is answered with; unexpected errors become a bare 500. */
+/**
+ * The status, message and headers a failure is answered with: the app's own errors as they are,
+ * the library's by its status table (a refusal the client caused keeps its message), and anything
+ * else as a bare 500.
+ */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
-  // The client went away mid-response: nothing to answer and nothing wrong with the server.
-  if ((err as { code?: unknown } | null)?.code === "ERR_STREAM_PREMATURE_CLOSE") return new HttpError(499, "client closed the request");
-  if (isLargeObjectError(err, "ERR_LO_POOL_EXHAUSTED")) {
-    return new HttpError(503, "the server is busy, try again shortly", { "Retry-After": "1" });
-  }
-  if (isLargeObjectError(err, "ERR_LO_NOT_FOUND")) return new HttpError(404, "not found");
+  if (isLargeObjectHttpError(err)) return new HttpError(err.status, err.message);
+  const status = httpStatusOf(err);
+  if (status === 503) return new HttpError(503, "the server is busy, try again shortly", { "Retry-After": "1" });
+  if (status === 404) return new HttpError(404, "not found");
   return new HttpError(500, "internal error");
 }

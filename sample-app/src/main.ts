@@ -1,21 +1,26 @@
 import path from "node:path";
 import type { DataSource } from "typeorm";
-import { startEmbeddedPostgres, type EmbeddedServer } from "../../scripts/embedded-postgres";
+import { EmbeddedStartError, startEmbeddedPostgres, type EmbeddedServer } from "../../scripts/embedded-postgres";
 import { createApp, DEFAULT_MAX_UPLOAD_BYTES, type App } from "./app";
 import { openDataSource } from "./data-source";
+import { resumableUploads } from "./resumable";
 
 /** A running sample app and what it started. */
 export interface Running {
   app: App;
   url: string;
   databaseUrl: string;
+  /** The embedded server's data directory, when the app started one. */
+  databaseDir?: string;
   dataSource: DataSource;
   stop(): Promise<void>;
 }
 
 /**
  * Starts the sample app: on DATABASE_URL when it is set, otherwise on an embedded PostgreSQL whose
- * data is kept under sample-app/.data; listens on PORT (default 3000).
+ * data is kept under sample-app/.data (under /var/tmp/typeorm-large-object when the server runs as
+ * `postgres`, as it does for root, and cannot reach the checkout); listens on PORT (default 3000),
+ * with resumable uploads (tus) under /files.
  *
  * @example
  * const { url, stop } = await start();
@@ -24,19 +29,29 @@ export async function start(env: NodeJS.ProcessEnv = process.env): Promise<Runni
   let embedded: EmbeddedServer | undefined;
   let databaseUrl = env.DATABASE_URL;
   if (!databaseUrl) {
-    // The socket directory is made beside the data directory, so both stay under .data.
+    // Kept under sample-app/.data, or where the server's user can reach it when it cannot reach that.
     embedded = await startEmbeddedPostgres({ dataDir: path.join(__dirname, "..", ".data", "postgres"), persistent: true });
     databaseUrl = embedded.url;
   }
   try {
     const dataSource = await openDataSource(databaseUrl);
     const maxUploadBytes = env.MAX_UPLOAD_BYTES ? Number(env.MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES;
-    const app = createApp({ dataSource, maxUploadBytes });
+    const app = createApp({
+      dataSource,
+      maxUploadBytes,
+      resumable: (events) =>
+        resumableUploads(dataSource, events, {
+          maxUploadBytes,
+          ...(env.RESUMABLE_CHUNK_BYTES ? { chunkBytes: Number(env.RESUMABLE_CHUNK_BYTES) } : {}),
+          ...(env.RESUMABLE_MIN_BYTES ? { minBytes: Number(env.RESUMABLE_MIN_BYTES) } : {}),
+        }),
+    });
     const url = await app.listen(env.PORT ? Number(env.PORT) : 3000, env.HOST ?? "127.0.0.1");
     return {
       app,
       url,
       databaseUrl,
+      databaseDir: embedded?.dataDir,
       dataSource,
       stop: async () => {
         await app.close();
@@ -53,7 +68,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env): Promise<Runni
 if (require.main === module) {
   start().then(
     (running) => {
-      console.log(`PostgreSQL: ${running.databaseUrl}`);
+      console.log(`PostgreSQL: ${running.databaseUrl}${running.databaseDir ? ` (data in ${running.databaseDir})` : ""}`);
       console.log(`Sample app: ${running.url}`);
       let stopping = false;
       const shutdown = () => {
@@ -71,7 +86,8 @@ if (require.main === module) {
       process.on("SIGTERM", shutdown);
     },
     (err: unknown) => {
-      console.error(err);
+      // The embedded server's failures say in one line what was tried and what to do.
+      console.error(err instanceof EmbeddedStartError ? err.message : err);
       process.exit(1);
     },
   );

@@ -1,17 +1,11 @@
 import type { DataSource } from "typeorm";
-import { sweepOrphans } from "../../src/sweep";
+import { sweepOrphans } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup } from "../support/cleanup";
 import { CLEANUP_ENTITIES } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 async function insertRows(n: number): Promise<void> {
   await ds.query(

@@ -1,8 +1,5 @@
 import type { DataSource } from "typeorm";
-import { registerLargeObjects } from "../../src";
-import { largeObjectStatus } from "../../src/status";
-import { sweepOrphans } from "../../src/sweep";
-import { removeLargeObjectTriggers } from "../../src/triggers";
+import { registerLargeObjects, largeObjectStatus, sweepOrphans, removeLargeObjectTriggers } from "../../src";
 import { countObjects, makeDataSource } from "../support/database";
 import { expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";

@@ -1,16 +1,11 @@
 import type { DataSource } from "typeorm";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { countRecords, dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
+import { countRecords, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupChild, CleanupDoc, CleanupParent } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 const docs = () => ds.getRepository(CleanupDoc);
 

@@ -1,7 +1,5 @@
 import type { DataSource } from "typeorm";
-import { registerLargeObjects } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
-import { findReferences, removeLargeObjectTriggers, syncLargeObjectTriggers } from "../../src/triggers";
+import { registerLargeObjects, sweepOrphans, findReferences, removeLargeObjectTriggers, syncLargeObjectTriggers } from "../../src";
 import { countObjects, makeDataSource, objectBytes, objectExists } from "../support/database";
 import { openOrmDataSource } from "../support/orm";
 import { dropCleanup } from "../support/cleanup";

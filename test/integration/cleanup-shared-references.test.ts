@@ -1,18 +1,12 @@
 import type { DataSource } from "typeorm";
-import { LargeObject, isLargeObjectError } from "../../src";
-import { findReferences } from "../../src/triggers";
+import { LargeObject, isLargeObjectError, findReferences } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
+import { expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc, CleanupOther } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 test("an object two rows share through raw SQL is unlinked only when the last reference goes", async () => {
   const [row] = await saveWithContent(ds, CleanupDoc, 1, 400);

@@ -1,11 +1,5 @@
 import { Column, Entity, PrimaryGeneratedColumn, type DataSource } from "typeorm";
-import { LargeObjectColumn, registerLargeObjects, type LargeObjectValue } from "../../src";
-import {
-  installLargeObjectTriggers,
-  largeObjectTriggerStatements,
-  removeLargeObjectTriggers,
-  syncLargeObjectTriggers,
-} from "../../src/triggers";
+import { LargeObjectColumn, registerLargeObjects, type LargeObjectValue, installLargeObjectTriggers, largeObjectTriggerStatements, removeLargeObjectTriggers, syncLargeObjectTriggers } from "../../src";
 import { makeDataSource, objectExists } from "../support/database";
 import { dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 
@@ -63,12 +57,13 @@ afterEach(async () => {
   ds = undefined;
 });
 
-test("synchronize installs one row and one TRUNCATE trigger per table, an index per column, and a second sync changes nothing", async () => {
+test("synchronize installs a DELETE, an UPDATE and a TRUNCATE trigger per table, an index per column, and a second sync changes nothing", async () => {
   ds = await open(SyncDocV1);
   const first = await installed(ds);
   expect(first.triggers.map((t) => `${t.table}.${t.name}`)).toEqual([
-    "sync_doc.typeorm_large_object_rows",
+    "sync_doc.typeorm_large_object_deletes",
     "sync_doc.typeorm_large_object_truncate",
+    "sync_doc.typeorm_large_object_updates",
   ]);
   expect(first.indexes).toHaveLength(2);
   expect(first.columns).toEqual([
@@ -100,7 +95,7 @@ test("synchronize can drop a large-object column, and the sync drops its index; 
   let now = await installed(ds);
   expect(now.columns).toEqual([{ table: "sync_doc", column: "file" }]);
   expect(now.indexes).toHaveLength(1);
-  expect(now.triggers).toHaveLength(2);
+  expect(now.triggers).toHaveLength(3);
   await ds.query("DELETE FROM sync_doc WHERE id = $1", [row!.id]);
   await expectGone(ds, [row!]);
   await ds.destroy();
@@ -160,7 +155,7 @@ test("statements for a migration file install and remove the same thing", async 
   for (const statement of up) await ds.query(statement);
   for (const statement of up) await ds.query(statement);
   const after = await installed(ds);
-  expect(after.triggers).toHaveLength(2);
+  expect(after.triggers).toHaveLength(3);
   expect(after.columns).toEqual([{ table: "sync_doc", column: "file" }]);
   const [row, keep] = await saveWithContent(ds, SyncDocV2, 2, 340);
   await ds.query("DELETE FROM sync_doc WHERE id = $1", [row!.id]);
@@ -172,4 +167,34 @@ test("statements for a migration file install and remove the same thing", async 
   expect(gone.columns).toEqual([]);
   await ds.query("DELETE FROM sync_doc");
   await expectIntact(ds, [keep!]);
+});
+
+test("an installation with the row trigger of the first shape keeps working, and the next sync replaces it", async () => {
+  ds = await open(SyncDocV1);
+  // The first shape: one row trigger for UPDATE and DELETE, and a release function per object.
+  await ds.query("DROP TRIGGER typeorm_large_object_deletes ON sync_doc");
+  await ds.query("DROP TRIGGER typeorm_large_object_updates ON sync_doc");
+  await ds.query(
+    `CREATE TRIGGER typeorm_large_object_rows AFTER UPDATE OR DELETE ON sync_doc FOR EACH ROW
+       EXECUTE FUNCTION typeorm_large_object_row_trigger('file', 'thumb')`,
+  );
+  await ds.query("CREATE FUNCTION typeorm_large_object_release(o oid, except_table regclass) RETURNS boolean LANGUAGE sql AS 'SELECT false'");
+  const [deleted, replaced, shared, kept] = await saveWithContent(ds, SyncDocV1, 4, 360);
+  await ds.query("CREATE TABLE sync_raw (ref oid)");
+  await ds.query("INSERT INTO sync_raw VALUES ($1)", [shared!.oid]);
+  await ds.query("DELETE FROM sync_doc WHERE id = ANY ($1::int[])", [[deleted!.id, shared!.id]]);
+  await ds.query("UPDATE sync_doc SET file = NULL WHERE id = $1", [replaced!.id]);
+  await expectGone(ds, [deleted!, replaced!]);
+  await expectIntact(ds, [shared!, kept!]);
+
+  await syncLargeObjectTriggers(ds);
+  const now = await installed(ds);
+  expect(now.triggers.map((t) => t.name)).toEqual(["typeorm_large_object_deletes", "typeorm_large_object_truncate", "typeorm_large_object_updates"]);
+  const legacy: { found: boolean }[] = await ds.query("SELECT to_regprocedure('typeorm_large_object_release(oid, regclass)') IS NOT NULL AS found");
+  expect(legacy).toEqual([{ found: false }]);
+  await ds.query("DELETE FROM sync_doc WHERE id = $1", [kept!.id]);
+  await expectGone(ds, [kept!]);
+  await ds.query("DELETE FROM sync_raw");
+  await ds.query("DROP TABLE sync_raw");
+  await ds.query("SELECT lo_unlink($1)", [shared!.oid]);
 });

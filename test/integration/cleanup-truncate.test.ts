@@ -1,16 +1,11 @@
 import type { DataSource } from "typeorm";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { countRecords, dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
+import { countRecords, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc, CleanupOther } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 test("TRUNCATE unlinks every object of the table and removes their records", async () => {
   const rows = await saveWithContent(ds, CleanupDoc, 5, 200);

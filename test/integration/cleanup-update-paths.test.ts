@@ -1,17 +1,12 @@
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src";
 import { countObjects, objectBytes, randomBytes } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
+import { expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 const docs = () => ds.getRepository(CleanupDoc);
 
@@ -76,4 +71,20 @@ test("an update of other columns, or a swap of two rows' objects in one statemen
   expect(await countObjects(ds)).toBe(before);
   await expectIntact(ds, [a!, b!]);
   expect((await docs().findOneByOrFail({ id: a!.id })).file).toBe(b!.oid);
+});
+
+test("INSERT ... ON CONFLICT DO UPDATE and MERGE that replace or delete a row unlink its old object", async () => {
+  const [upserted, merged, mergeDeleted, keep] = await saveWithContent(ds, CleanupDoc, 4, 190);
+  const [a, b] = [await LargeObject.create(ds, { data: "a" }), await LargeObject.create(ds, { data: "b" })];
+  await ds.query("INSERT INTO cleanup_doc (id, file) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET file = EXCLUDED.file", [upserted!.id, a]);
+  await ds.query(
+    `MERGE INTO cleanup_doc t USING (VALUES ($1::int, $2::oid), ($3::int, NULL::oid)) v(id, file) ON t.id = v.id
+       WHEN MATCHED AND v.file IS NOT NULL THEN UPDATE SET file = v.file
+       WHEN MATCHED THEN DELETE`,
+    [merged!.id, b, mergeDeleted!.id],
+  );
+  await expectGone(ds, [upserted!, merged!, mergeDeleted!]);
+  await expectIntact(ds, [keep!]);
+  expect((await objectBytes(ds, a)).toString()).toBe("a");
+  expect((await objectBytes(ds, b)).toString()).toBe("b");
 });

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { DataSource } from "typeorm";
 import { countObjects, databaseUrl } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup, expectIntact, saveWithContent } from "../support/cleanup";
+import { expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 const root = resolve(__dirname, "../..");
 const tsx = join(root, "node_modules/.bin/tsx");
@@ -20,7 +20,7 @@ interface Run {
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(tsx, [join(root, "src/cli.ts"), ...args], {
+    const child = spawn(tsx, [join(root, "src/cli/main.ts"), ...args], {
       cwd: root,
       env: { ...process.env, TLO_CLI_DATABASE_URL: databaseUrl(), ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -35,12 +35,7 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
 }
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 async function makeOrphans(n: number): Promise<void> {
   await ds.query(
@@ -117,7 +112,8 @@ test("migration:triggers writes a migration with the statements for the current 
     expect(file).toMatch(/^\d+-LargeObjectTriggers\.ts$/);
     const source = readFileSync(join(dir, file!), "utf8");
     expect(source).toMatch(/export class LargeObjectTriggers\d+ implements MigrationInterface/);
-    expect(source).toContain("CREATE TRIGGER \\\"typeorm_large_object_rows\\\" AFTER UPDATE OR DELETE ON \\\"public\\\".\\\"cleanup_doc\\\"");
+    expect(source).toContain("CREATE TRIGGER \\\"typeorm_large_object_deletes\\\" AFTER DELETE ON \\\"public\\\".\\\"cleanup_doc\\\"");
+    expect(source).toContain("CREATE TRIGGER \\\"typeorm_large_object_updates\\\" AFTER UPDATE ON \\\"public\\\".\\\"cleanup_doc\\\"");
     expect(source).toContain("DROP TRIGGER IF EXISTS");
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
+import { LargeObject } from "../../src";
 import { objectBytes, randomBytes } from "../support/database";
 import { useDataSource } from "../support/use-data-source";
 

@@ -1,20 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
 
 const MiB = 1024 * 1024;
 let ds: DataSource;
 let oid: number;
 const data = randomBytes(40 * MiB, 21);
 
-beforeAll(async () => {
-  ds = await openDataSource();
-  oid = await LargeObject.create(ds, { data });
-});
-afterAll(async () => {
-  await unlinkAll(ds);
-  await ds.destroy();
+useDataSource((opened) => (ds = opened), {
+  unlink: "end",
+  setUp: async (opened) => void (oid = await LargeObject.create(opened, { data })),
 });
 
 test("a read stream nobody reads stops pulling from the server near its highWaterMark", async () => {

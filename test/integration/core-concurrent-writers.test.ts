@@ -1,5 +1,5 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
+import { LargeObject } from "../../src";
 import { objectBytes } from "../support/database";
 import { rejection } from "../support/streams";
 import { useDataSource } from "../support/use-data-source";

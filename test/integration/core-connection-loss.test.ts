@@ -1,8 +1,9 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
-import { closed, rejection, within } from "../support/streams";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
+import { expectConnectionFree } from "../support/pool";
+import { closed, rejection } from "../support/streams";
+import { useOneConnection } from "../support/use-data-source";
 
 const MiB = 1024 * 1024;
 // One connection: the pool must replace the killed one for the next query to run.
@@ -11,21 +12,11 @@ let admin: DataSource;
 const data = randomBytes(40 * MiB, 31);
 let oid: number;
 
-beforeAll(async () => {
-  ds = await openDataSource({ poolSize: 1 });
-  admin = await openDataSource();
-  oid = await LargeObject.create(admin, { data });
+useOneConnection((pool, observer) => ((ds = pool), (admin = observer)), {
+  unlink: "end",
+  setUp: async () => void (oid = await LargeObject.create(admin, { data })),
 });
-afterEach(async () => {
-  expect(await within(5000, ds.query("SELECT 1 AS one"), "a query after the connection died")).toEqual([{ one: 1 }]);
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await unlinkAll(admin);
-  await ds.destroy();
-  await admin.destroy();
-});
+afterEach(() => expectConnectionFree(ds, admin, "a query after the connection died"));
 
 async function terminate(handle: LargeObject): Promise<void> {
   const pid = (handle.scope.client as unknown as { processID: number }).processID;

@@ -1,9 +1,10 @@
 import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
-import { closed, within } from "../support/streams";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
+import { expectConnectionFree as connectionFree } from "../support/pool";
+import { closed } from "../support/streams";
+import { useOneConnection } from "../support/use-data-source";
 
 // One connection: any leak makes the next query wait forever.
 let ds: DataSource;
@@ -11,22 +12,12 @@ let admin: DataSource;
 const data = randomBytes(40 * 1024 * 1024, 3);
 let oid: number;
 
-beforeAll(async () => {
-  ds = await openDataSource({ poolSize: 1 });
-  admin = await openDataSource();
-  oid = await LargeObject.create(admin, { data });
-});
-afterAll(async () => {
-  await unlinkAll(admin);
-  await ds.destroy();
-  await admin.destroy();
+useOneConnection((pool, observer) => ((ds = pool), (admin = observer)), {
+  unlink: "end",
+  setUp: async () => void (oid = await LargeObject.create(admin, { data })),
 });
 
-async function expectConnectionFree(): Promise<void> {
-  expect(await within(5000, ds.query("SELECT 1 AS one"), "a query after the destroy")).toEqual([{ one: 1 }]);
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(admin)).toBe(0);
-}
+const expectConnectionFree = (): Promise<void> => connectionFree(ds, admin, "a query after the destroy");
 
 test("destroying a read stream mid-read frees its connection", async () => {
   const lo = await LargeObject.open(ds, oid, "r");

@@ -1,6 +1,5 @@
 import { DataSource, type DataSourceOptions } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { LargeObjectError } from "../../src/errors";
+import { LargeObject, LargeObjectError } from "../../src";
 import { databaseUrl } from "../support/database";
 import { drain, rejection } from "../support/streams";
 import { useDataSource } from "../support/use-data-source";

@@ -1,16 +1,11 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { objectBytes, openDataSource, unlinkAll } from "../support/database";
+import { LargeObject } from "../../src";
+import { objectBytes } from "../support/database";
 import { drain } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterAll(async () => {
-  await unlinkAll(ds);
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { unlink: "end" });
 
 // lo_create(n) picks the oid, so objects above 2^31 (negative as int4) can be made on demand.
 test.each([2 ** 31, 3_000_000_000, 0xffffffff])("an object with oid %i works end to end", async (wanted) => {

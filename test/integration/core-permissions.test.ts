@@ -1,8 +1,9 @@
 import { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { databaseUrl, idleInTransaction, objectBytes, openDataSource, unlinkAll } from "../support/database";
+import { LargeObject } from "../../src";
+import { databaseUrl, idleInTransaction, objectBytes, unlinkAll } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 // Roles are cluster-wide: a name of this file, worker and process keeps parallel runs apart.
 const role = `tlo_core_reader_${process.env.JEST_WORKER_ID ?? "1"}_${process.pid}`;
@@ -10,27 +11,28 @@ let admin: DataSource;
 let reader: DataSource;
 let owned: number;
 
-beforeAll(async () => {
-  admin = await openDataSource();
-  await admin.query(`DROP ROLE IF EXISTS "${role}"`);
-  await admin.query(`CREATE ROLE "${role}" LOGIN NOSUPERUSER`);
-  const url = new URL(databaseUrl());
-  url.username = role;
-  url.password = "";
-  reader = await new DataSource({ type: "postgres", url: url.toString() }).initialize();
-  owned = await LargeObject.create(admin, { data: "owned by postgres" });
+useDataSource((opened) => (admin = opened), {
+  unlink: "none",
+  setUp: async () => {
+    await admin.query(`DROP ROLE IF EXISTS "${role}"`);
+    await admin.query(`CREATE ROLE "${role}" LOGIN NOSUPERUSER`);
+    const url = new URL(databaseUrl());
+    url.username = role;
+    url.password = "";
+    reader = await new DataSource({ type: "postgres", url: url.toString() }).initialize();
+    owned = await LargeObject.create(admin, { data: "owned by postgres" });
+  },
+  tearDown: async () => {
+    await reader?.destroy();
+    await unlinkAll(admin);
+    await admin.query(`REASSIGN OWNED BY "${role}" TO CURRENT_USER`);
+    await admin.query(`DROP OWNED BY "${role}"`);
+    await admin.query(`DROP ROLE "${role}"`);
+  },
 });
 afterEach(async () => {
   expect(checkedOut(reader)).toBe(0);
   expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await reader?.destroy();
-  await unlinkAll(admin);
-  await admin.query(`REASSIGN OWNED BY "${role}" TO CURRENT_USER`);
-  await admin.query(`DROP OWNED BY "${role}"`);
-  await admin.query(`DROP ROLE "${role}"`);
-  await admin.destroy();
 });
 
 test("the role really is not a superuser", async () => {

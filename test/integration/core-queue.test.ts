@@ -1,21 +1,15 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { countObjects, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
+import { LargeObject } from "../../src";
+import { countObjects, objectBytes, randomBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
 const warnings: Error[] = [];
 const onWarning = (warning: Error): void => void warnings.push(warning);
 
-beforeAll(async () => {
-  ds = await openDataSource();
-  process.on("warning", onWarning);
-});
-afterEach(async () => {
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  process.off("warning", onWarning);
-  await ds.destroy();
+useDataSource((opened) => (ds = opened), {
+  setUp: async () => void process.on("warning", onWarning),
+  tearDown: async () => void process.off("warning", onWarning),
 });
 
 interface WatchedClient {

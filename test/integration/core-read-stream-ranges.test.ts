@@ -1,20 +1,17 @@
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { openDataSource, randomBytes, unlinkAll } from "../support/database";
+import { LargeObject } from "../../src";
+import { randomBytes } from "../support/database";
 import { drain } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
 let oid: number;
 const data = randomBytes(40 * 1024 * 1024 + 123, 7);
 const size = data.length;
 
-beforeAll(async () => {
-  ds = await openDataSource();
-  oid = await LargeObject.create(ds, { data });
-});
-afterAll(async () => {
-  await unlinkAll(ds);
-  await ds.destroy();
+useDataSource((opened) => (ds = opened), {
+  unlink: "end",
+  setUp: async (opened) => void (oid = await LargeObject.create(opened, { data })),
 });
 
 async function range(options: { start?: number | bigint; end?: number | bigint; highWaterMark?: number }): Promise<Buffer> {

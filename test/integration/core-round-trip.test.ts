@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
+import { LargeObject } from "../../src";
 import { countObjects, objectBytes, randomBytes } from "../support/database";
 import { collect, drain } from "../support/streams";
 import { useDataSource } from "../support/use-data-source";

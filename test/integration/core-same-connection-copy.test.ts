@@ -1,10 +1,10 @@
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
 import { within } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 const MiB = 1024 * 1024;
 const WINDOW = 16 * MiB;
@@ -12,17 +12,10 @@ let ds: DataSource;
 const data = randomBytes(2 * WINDOW + 7, 41); // three windows
 let from: number;
 
-beforeAll(async () => {
-  ds = await openDataSource();
-  from = await LargeObject.create(ds, { data });
-});
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(ds)).toBe(0);
-});
-afterAll(async () => {
-  await unlinkAll(ds);
-  await ds.destroy();
+useDataSource((opened) => (ds = opened), {
+  checkClean: true,
+  unlink: "end",
+  setUp: async (opened) => void (from = await LargeObject.create(opened, { data })),
 });
 
 // A paused COPY holds the connection: a write stream fed by the read stream, on the same

@@ -1,25 +1,15 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { countObjects, idleInTransaction, objectBytes, openDataSource, randomBytes, unlinkAll } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { LargeObject } from "../../src";
+import { countObjects, objectBytes, randomBytes } from "../support/database";
 import { rejection, sink } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
 const data = randomBytes(6 * 1024 * 1024, 11);
 
-beforeAll(async () => {
-  ds = await openDataSource({ poolSize: 2 });
-});
-afterEach(async () => {
-  expect(await idleInTransaction(ds)).toBe(0);
-  expect(checkedOut(ds)).toBe(0);
-  await unlinkAll(ds);
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { poolSize: 2, checkClean: true });
 
 async function* failingSource(after: number): AsyncGenerator<Buffer> {
   for (let at = 0; at < after; at += 512 * 1024) yield data.subarray(at, at + 512 * 1024);

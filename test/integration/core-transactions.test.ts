@@ -1,6 +1,6 @@
 import { Client } from "pg";
 import type { DataSource, EntitySubscriberInterface } from "typeorm";
-import { LargeObject } from "../../src/large-object";
+import { LargeObject } from "../../src";
 import { countObjects, databaseUrl, objectBytes, objectExists } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";

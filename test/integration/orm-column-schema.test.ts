@@ -1,19 +1,12 @@
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository, oidOf } from "../../src";
 import { objectBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { openOrmDataSource } from "../support/orm";
 import { CompositeKeyed, Document, Media, OddNames, Video } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource([Document, CompositeKeyed, OddNames, Media, Video], { schemas: ["orm Schema"] });
-});
-afterAll(async () => {
-  await dropAll(ds);
-  const cleanup = await openOrmDataSource([]);
-  await cleanup.query('DROP SCHEMA IF EXISTS "orm Schema" CASCADE');
-  await cleanup.destroy();
-});
+useDataSource((opened) => (ds = opened), { orm: [Document, CompositeKeyed, OddNames, Media, Video], schemas: ["orm Schema"] });
 
 async function columnInfo(schema: string, table: string, column: string) {
   const rows: { data_type: string; is_nullable: string; comment: string | null }[] = await ds.query(

@@ -2,16 +2,12 @@ import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { LargeObject, isLargeObjectError, oidOf } from "../../src";
 import { countObjects, objectBytes, objectExists, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource, statementsOf } from "../support/orm";
+import { statementsOf } from "../support/orm";
 import { Document, Folder, FolderFile } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource([Document, Folder, FolderFile]);
-});
-afterAll(async () => {
-  await dropAll(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: [Document, Folder, FolderFile] });
 
 async function recorded(oid: number): Promise<boolean> {
   const rows: unknown[] = await ds.query("SELECT 1 FROM typeorm_large_objects WHERE oid = $1", [oid]);

@@ -35,6 +35,30 @@ test("registering after initialize() is refused with ERR_LO_NOT_REGISTERED", asy
   }
 });
 
+const HINT = "call registerLargeObjects(dataSource) before dataSource.initialize() (in NestJS, inside TypeOrmModule's dataSourceFactory)";
+
+test("a repository on a data source that was not registered says what to call, and where", async () => {
+  const ds = await makeDataSource({ entities: [] }).initialize();
+  try {
+    const files = new LargeObjectRepository(ds.manager);
+    const doc = Object.assign(new Document(), { id: 1 });
+    for (const call of [() => files.read(doc, "attachment"), () => files.createReadStream(doc, "attachment"), () => files.openStream(doc, "attachment")]) {
+      await expect(call()).rejects.toMatchObject({ code: "ERR_LO_NOT_REGISTERED", message: expect.stringContaining(HINT) });
+    }
+  } finally {
+    await ds.destroy();
+  }
+});
+
+test("registering after initialize() says where the call belongs", async () => {
+  const ds = await makeDataSource({ entities: [] }).initialize();
+  try {
+    expect(() => registerLargeObjects(ds)).toThrow(HINT);
+  } finally {
+    await ds.destroy();
+  }
+});
+
 test("a data source of another driver is refused with ERR_LO_NOT_POSTGRES", () => {
   const other = new DataSource({ type: "cockroachdb", url: databaseUrl() } as DataSourceOptions);
   expect(codeOf(() => registerLargeObjects(other))).toBe("ERR_LO_NOT_POSTGRES");
@@ -48,6 +72,7 @@ test("a subscriber added by hand without registration fails with ERR_LO_NOT_REGI
   try {
     await expect(ds.getRepository(Document).save({ name: "x", attachment: "content" })).rejects.toMatchObject({
       code: "ERR_LO_NOT_REGISTERED",
+      message: expect.stringContaining(HINT),
     });
     expect(await ds.getRepository(Document).count()).toBe(0);
   } finally {

@@ -2,12 +2,12 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository, oidOf } from "../../src";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { objectBytes, randomBytes } from "../support/database";
 import { openVictim, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { closed, drain, rejection, within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // Two writers of one entity's object through the repository: the second waits on the row lock the
 // first holds (SELECT ... FOR UPDATE) until the first commits or rolls back, then replaces the
@@ -18,18 +18,7 @@ const second = randomBytes(2 * MiB + 17, 42);
 let ds: DataSource;
 let admin: DataSource;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([Document], { poolSize: 4 });
-  admin = await openDataSource();
-});
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await admin.destroy();
-  await dropAll(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: [Document], poolSize: 4, admin: (opened) => (admin = opened), checkClean: true });
 
 const pieces = (data: Buffer, size: number): Buffer[] =>
   Array.from({ length: Math.ceil(data.length / size) }, (_, n) => data.subarray(n * size, (n + 1) * size));

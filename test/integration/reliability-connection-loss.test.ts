@@ -1,12 +1,12 @@
 import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository, oidOf } from "../../src";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { openVictim, objectDigests, terminateBusy, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { closed, drain, rejection, within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // The ORM layer's streams and saves when the server kills their backend: ERR_LO_CONNECTION, nothing
 // half-written committed, and the pool (one connection) replaces the dead one for the next call.
@@ -17,10 +17,11 @@ let admin: DataSource;
 let ds: DataSource;
 const big = randomBytes(24 * MiB, 77);
 
-beforeAll(async () => {
-  owner = await openOrmDataSource([Document]);
-  admin = await openDataSource();
-  ds = await openVictim([Document], app, { poolSize: 1 });
+useDataSource((opened) => (owner = opened), {
+  orm: [Document],
+  admin: (opened) => (admin = opened),
+  setUp: async () => void (ds = await openVictim([Document], app, { poolSize: 1 })),
+  tearDown: () => ds.destroy(),
 });
 afterEach(async () => {
   // The next operation on the one-connection pool works, and nothing is left behind.
@@ -29,11 +30,6 @@ afterEach(async () => {
   expect((await within(5000, files.read(probe, "attachment"))).toString()).toBe("after");
   expect(checkedOut(ds)).toBe(0);
   expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await ds.destroy();
-  await admin.destroy();
-  await dropAll(owner);
 });
 
 const docs = () => owner.getRepository(Document);

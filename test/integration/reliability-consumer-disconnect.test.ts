@@ -3,12 +3,12 @@ import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository } from "../../src";
-import { idleInTransaction, openDataSource, randomBytes } from "../support/database";
+import { idleInTransaction, randomBytes } from "../support/database";
 import { openVictim, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { closed, within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // A consumer that goes away at any point must give the connection back at once: a pool of one
 // serves the next query, and no session stays idle in transaction.
@@ -21,16 +21,14 @@ let admin: DataSource;
 let ds: DataSource;
 let doc: Document;
 
-beforeAll(async () => {
-  owner = await openOrmDataSource([Document]);
-  admin = await openDataSource();
-  ds = await openVictim([Document], app, { poolSize: 1 });
-  doc = await owner.getRepository(Document).save({ name: "big", attachment: data });
-});
-afterAll(async () => {
-  await ds.destroy();
-  await admin.destroy();
-  await dropAll(owner);
+useDataSource((opened) => (owner = opened), {
+  orm: [Document],
+  admin: (opened) => (admin = opened),
+  setUp: async () => {
+    ds = await openVictim([Document], app, { poolSize: 1 });
+    doc = await owner.getRepository(Document).save({ name: "big", attachment: data });
+  },
+  tearDown: () => ds.destroy(),
 });
 
 /** Ten points in the object, from a seeded generator (xorshift), so a failure can be replayed. */

@@ -3,26 +3,19 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
 import { LargeObjectRepository, oidOf, registerLargeObjects } from "../../src";
-import { idleInTransaction, makeDataSource, objectBytes, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { idleInTransaction, makeDataSource, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection, within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 const KiB = 1024;
 let ds: DataSource;
 let admin: DataSource;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([Document], { poolSize: 5 });
-  admin = await openDataSource();
-});
+useDataSource((opened) => (ds = opened), { orm: [Document], poolSize: 5, admin: (opened) => (admin = opened) });
 afterEach(async () => {
   expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await admin.destroy();
-  await dropAll(ds);
 });
 
 const digest = (b: Buffer): string => createHash("sha256").update(b).digest("hex");

@@ -2,11 +2,11 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { DataSource } from "typeorm";
-import { databaseUrl, idleInTransaction, openDataSource } from "../support/database";
+import { databaseUrl, idleInTransaction } from "../support/database";
 import { objectDigests, victimName, waitForNoBackend } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { within } from "../support/streams";
 import { Upload } from "../support/upload-entity";
+import { useDataSource } from "../support/use-data-source";
 
 // The process that uploads is killed with SIGKILL mid-upload: PostgreSQL rolls its transaction
 // back when the socket closes, so neither the row nor the object of that upload survives.
@@ -14,14 +14,7 @@ const root = path.resolve(__dirname, "../..");
 let owner: DataSource;
 let admin: DataSource;
 
-beforeAll(async () => {
-  owner = await openOrmDataSource([Upload]);
-  admin = await openDataSource();
-});
-afterAll(async () => {
-  await admin.destroy();
-  await dropAll(owner);
-});
+useDataSource((opened) => (owner = opened), { orm: [Upload], admin: (opened) => (admin = opened) });
 
 async function snapshot(): Promise<unknown> {
   return {

@@ -1,11 +1,11 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { LargeObject, LargeObjectRepository, oidOf } from "../../src";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { openVictim, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { closed, drain, within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // A server-side timeout in the middle of a stream surfaces as ERR_LO_TIMEOUT, and the stream's
 // transaction is rolled back: the object keeps its old bytes.
@@ -15,16 +15,9 @@ const replacement = randomBytes(6 * MiB, 13);
 let owner: DataSource;
 let admin: DataSource;
 
-beforeAll(async () => {
-  owner = await openOrmDataSource([Document]);
-  admin = await openDataSource();
-});
+useDataSource((opened) => (owner = opened), { orm: [Document], admin: (opened) => (admin = opened) });
 afterEach(async () => {
   expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await admin.destroy();
-  await dropAll(owner);
 });
 
 /** Another transaction that has written the object's page at 4 MiB and not committed yet. */

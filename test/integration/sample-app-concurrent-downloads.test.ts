@@ -1,18 +1,19 @@
 import { randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
-import { eventually, send, sha256, startSample, stopSample, type SampleServer } from "../support/sample-app";
+import { eventually, send, sha256, useSample, type SampleServer } from "../support/sample-app";
 
 const content = randomBytes(2 * 1024 * 1024 + 333, 41);
 const digest = sha256(content);
 let sample: SampleServer | undefined;
 let url = "";
 
-beforeAll(async () => {
-  sample = await startSample({ poolSize: 5 });
-  const reply = await send(`${sample.url}/api/documents?name=shared.bin`, { method: "POST", body: content });
-  url = `${sample.url}/api/documents/${(JSON.parse(reply.body.toString()) as { id: number }).id}/content`;
+useSample((started) => (sample = started), {
+  poolSize: 5,
+  setUp: async (started) => {
+    const reply = await send(`${started.url}/api/documents?name=shared.bin`, { method: "POST", body: content });
+    url = `${started.url}/api/documents/${(JSON.parse(reply.body.toString()) as { id: number }).id}/content`;
+  },
 });
-afterAll(() => stopSample(sample));
 
 test("100 concurrent downloads on a pool of 5 connections all complete byte for byte", async () => {
   const replies = await Promise.all(

@@ -1,13 +1,10 @@
 import { countObjects, objectExists, randomBytes } from "../support/database";
 import { Document } from "../../sample-app/src/document";
-import { countDocuments, send, startSample, stopSample, type SampleServer } from "../support/sample-app";
+import { countDocuments, send, useSample, type SampleServer } from "../support/sample-app";
 
 let sample: SampleServer | undefined;
 
-beforeAll(async () => {
-  sample = await startSample();
-});
-afterAll(() => stopSample(sample));
+useSample((started) => (sample = started));
 
 test("DELETE removes the row and its large object, and leaves the others", async () => {
   const ids: number[] = [];

@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { idleInTransaction, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
-import { eventually, send, sha256, startSample, stopSample, type SampleServer } from "../support/sample-app";
+import { eventually, send, sha256, useSample, type SampleServer } from "../support/sample-app";
 
 const MiB = 1024 * 1024;
 // Larger than the read stream's 16 MiB window, so a COPY is in flight when the client leaves.
@@ -11,16 +11,17 @@ let sample: SampleServer | undefined;
 let bigUrl = "";
 let smallUrl = "";
 
-beforeAll(async () => {
-  sample = await startSample({ poolSize: 1 });
-  for (const [name, content] of [["big", big], ["small", small]] as const) {
-    const reply = await send(`${sample.url}/api/documents?name=${name}`, { method: "POST", body: content });
-    const url = `${sample.url}/api/documents/${(JSON.parse(reply.body.toString()) as { id: number }).id}/content`;
-    if (name === "big") bigUrl = url;
-    else smallUrl = url;
-  }
+useSample((started) => (sample = started), {
+  poolSize: 1,
+  setUp: async (started) => {
+    for (const [name, content] of [["big", big], ["small", small]] as const) {
+      const reply = await send(`${started.url}/api/documents?name=${name}`, { method: "POST", body: content });
+      const url = `${started.url}/api/documents/${(JSON.parse(reply.body.toString()) as { id: number }).id}/content`;
+      if (name === "big") bigUrl = url;
+      else smallUrl = url;
+    }
+  },
 });
-afterAll(() => stopSample(sample));
 
 /** Starts a download, reads `bytes` of it, then drops the connection. */
 function downloadAndLeave(url: string, bytes: number, range?: string): Promise<number> {

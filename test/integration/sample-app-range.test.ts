@@ -1,18 +1,18 @@
 import { randomBytes } from "../support/database";
-import { send, sha256, startSample, stopSample, type SampleServer } from "../support/sample-app";
+import { send, sha256, useSample, type SampleServer } from "../support/sample-app";
 
 const SIZE = 3 * 1024 * 1024 + 17;
 const content = randomBytes(SIZE, 21);
 let sample: SampleServer | undefined;
 let url = "";
 
-beforeAll(async () => {
-  sample = await startSample();
-  const reply = await send(`${sample.url}/api/documents?name=clip.bin`, { method: "POST", body: content, headers: { "Content-Type": "video/mp4" } });
-  const { id } = JSON.parse(reply.body.toString()) as { id: number };
-  url = `${sample.url}/api/documents/${id}/content`;
+useSample((started) => (sample = started), {
+  setUp: async (started) => {
+    const reply = await send(`${started.url}/api/documents?name=clip.bin`, { method: "POST", body: content, headers: { "Content-Type": "video/mp4" } });
+    const { id } = JSON.parse(reply.body.toString()) as { id: number };
+    url = `${started.url}/api/documents/${id}/content`;
+  },
 });
-afterAll(() => stopSample(sample));
 
 test.each([
   ["the start", "bytes=0-99", 0, 99],
@@ -29,15 +29,28 @@ test.each([
   expect(reply.body.equals(content.subarray(start, end + 1))).toBe(true);
 });
 
-test.each([`bytes=${SIZE}-`, `bytes=${SIZE + 5}-${SIZE + 10}`, "bytes=-0"])("an unsatisfiable range (%s) is 416 with the size", async (range) => {
+test.each([`bytes=${SIZE}-`, `bytes=${SIZE + 5}-${SIZE + 10}`, "bytes=-0", "bytes=9-3"])("an unsatisfiable range (%s) is 416 with the size", async (range) => {
   const reply = await send(url, { headers: { Range: range } });
   expect(reply.status).toBe(416);
   expect(reply.headers["content-range"]).toBe(`bytes */${SIZE}`);
   expect(reply.body.length).toBe(0);
 });
 
-test.each(["bytes=0-1,5-6", "items=0-5", "bytes=9-3"])("a range it does not serve (%s) gets the whole content", async (range) => {
-  const reply = await send(url, { headers: { Range: range } });
+test("two ranges are 206 multipart/byteranges with each part's bytes", async () => {
+  const reply = await send(url, { headers: { Range: "bytes=0-1,5-6" } });
+  expect(reply.status).toBe(206);
+  const type = reply.headers["content-type"] as string;
+  expect(type).toMatch(/^multipart\/byteranges; boundary=/);
+  const body = reply.body.toString("latin1");
+  for (const [start, end] of [[0, 1], [5, 6]] as const) {
+    const part = `Content-Range: bytes ${start}-${end}/${SIZE}\r\n\r\n`;
+    expect(body).toContain(part + content.subarray(start, end + 1).toString("latin1"));
+  }
+  expect(reply.headers["content-length"]).toBe(String(reply.body.length));
+});
+
+test("a range of another unit gets the whole content", async () => {
+  const reply = await send(url, { headers: { Range: "items=0-5" } });
   expect(reply.status).toBe(200);
   expect(reply.body.equals(content)).toBe(true);
 });
@@ -68,7 +81,9 @@ test("the ETag answers If-None-Match with 304 and gates If-Range", async () => {
 
 test("?download asks for an attachment, keeping the file name", async () => {
   const reply = await send(`${url}?download`, { method: "HEAD" });
-  expect(reply.headers["content-disposition"]).toBe(`attachment; filename="clip.bin"; filename*=UTF-8''clip.bin`);
+  expect(reply.headers["content-disposition"]).toBe("attachment; filename=clip.bin");
+  const inline = await send(url, { method: "HEAD" });
+  expect(inline.headers["content-disposition"]).toBe("inline; filename=clip.bin");
 });
 
 test("an unknown or malformed id is 404, never a database error", async () => {

@@ -1,15 +1,12 @@
 import { countObjects, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { Document } from "../../sample-app/src/document";
-import { countDocuments, eventually, multipartBody, send, sha256, startSample, stopSample, type SampleServer } from "../support/sample-app";
+import { countDocuments, eventually, multipartBody, send, sha256, useSample, type SampleServer } from "../support/sample-app";
 
 const SIZE = 50 * 1024 * 1024;
 let sample: SampleServer | undefined;
 
-beforeAll(async () => {
-  sample = await startSample();
-});
-afterAll(() => stopSample(sample));
+useSample((started) => (sample = started));
 
 async function expectStored(id: number, content: Buffer, name: string, contentType: string): Promise<void> {
   const ds = sample!.dataSource;

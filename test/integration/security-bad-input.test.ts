@@ -1,22 +1,12 @@
 import { Readable } from "node:stream";
 import { DataSource, type DataSourceOptions } from "typeorm";
-import {
-  LargeObject,
-  LargeObjectColumn,
-  LargeObjectError,
-  LargeObjectRepository,
-  oidOf,
-  registerLargeObjects,
-  type LargeObjectErrorCode,
-  type LargeObjectMode,
-} from "../../src";
-import { sweepOrphans } from "../../src/sweep";
-import { databaseUrl, idleInTransaction, openDataSource, randomBytes } from "../support/database";
+import { LargeObject, LargeObjectColumn, LargeObjectError, LargeObjectRepository, oidOf, registerLargeObjects, type LargeObjectErrorCode, type LargeObjectMode, sweepOrphans } from "../../src";
+import { databaseUrl, idleInTransaction, randomBytes } from "../support/database";
 import { objectDigests, openVictim, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
 import { within } from "../support/streams";
 import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // Every public function, called with what users get wrong. Each row must fail with its own code,
 // leave no transaction open (the pool of one still answers), and change no data.
@@ -32,21 +22,19 @@ const app = victimName("bad_input");
 // Another driver: never initialised, so it never connects.
 const cockroach = new DataSource({ type: "cockroachdb", url: databaseUrl() } as DataSourceOptions);
 
-beforeAll(async () => {
-  owner = await openOrmDataSource([Document]);
-  admin = await openDataSource();
-  ds = await openVictim([Document], app, { poolSize: 1 });
-  doc = await owner.getRepository(Document).save({ name: "doc", attachment: "fixed content" });
-  nullDoc = await owner.getRepository(Document).save({ name: "null", attachment: null });
-  otherDoc = await owner.getRepository(Document).save({ name: "other", attachment: "other content" });
-  bigDoc = await owner.getRepository(Document).save({ name: "big", attachment: randomBytes(4096, 3) });
-  unknownOid = await LargeObject.create(admin);
-  await LargeObject.unlink(admin, unknownOid);
-});
-afterAll(async () => {
-  await ds.destroy();
-  await admin.destroy();
-  await dropAll(owner);
+useDataSource((opened) => (owner = opened), {
+  orm: [Document],
+  admin: (opened) => (admin = opened),
+  setUp: async () => {
+    ds = await openVictim([Document], app, { poolSize: 1 });
+    doc = await owner.getRepository(Document).save({ name: "doc", attachment: "fixed content" });
+    nullDoc = await owner.getRepository(Document).save({ name: "null", attachment: null });
+    otherDoc = await owner.getRepository(Document).save({ name: "other", attachment: "other content" });
+    bigDoc = await owner.getRepository(Document).save({ name: "big", attachment: randomBytes(4096, 3) });
+    unknownOid = await LargeObject.create(admin);
+    await LargeObject.unlink(admin, unknownOid);
+  },
+  tearDown: () => ds.destroy(),
 });
 
 /** Opens a handle on the pool of one, runs `use`, and always closes it (so only `use`'s error remains). */

@@ -1,11 +1,10 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Column, Entity, PrimaryGeneratedColumn, type DataSource } from "typeorm";
-import { LargeObject, LargeObjectColumn, LargeObjectRepository, oidOf, type LargeObjectValue } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
-import { idleInTransaction, objectBytes, objectExists, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { LargeObject, LargeObjectColumn, LargeObjectRepository, oidOf, type LargeObjectValue, sweepOrphans } from "../../src";
+import { idleInTransaction, objectBytes, objectExists, randomBytes } from "../support/database";
 import { drain } from "../support/streams";
+import { useDataSource } from "../support/use-data-source";
 
 // Identifiers that would break SQL built by concatenation: spaces, capitals, non-ASCII letters,
 // semicolons, comment dashes, $1, %s/%I (format() directives) and a dollar-quote tag. TypeORM
@@ -26,20 +25,14 @@ let ds: DataSource;
 let admin: DataSource;
 const quoted = `"${SCHEMA}"."${TABLE}"`;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([Oddity], { schemas: [SCHEMA] });
-  admin = await openDataSource();
+useDataSource((opened) => (ds = opened), {
+  orm: [Oddity],
+  schemas: [SCHEMA],
+  admin: (opened) => (admin = opened),
+  tearDown: async () => void (await admin.query(`DROP SCHEMA IF EXISTS "qu""oted schema" CASCADE`)),
 });
 afterEach(async () => {
   expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await admin.query(`DROP SCHEMA IF EXISTS "qu""oted schema" CASCADE`);
-  await admin.destroy();
-  await dropAll(ds);
-  const leftover = await openDataSource();
-  await leftover.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
-  await leftover.destroy();
 });
 
 test("save, stream, replace and remove through the ORM on a table, column and schema with hostile names", async () => {

@@ -1,8 +1,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Column, DataSource, Entity, PrimaryGeneratedColumn, type DataSourceOptions } from "typeorm";
-import { LargeObject, LargeObjectColumn, LargeObjectRepository, oidOf, registerLargeObjects, type LargeObjectValue } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
+import { LargeObject, LargeObjectColumn, LargeObjectRepository, oidOf, registerLargeObjects, type LargeObjectValue, sweepOrphans } from "../../src";
 import { databaseUrl, idleInTransaction, objectBytes, objectExists, openDataSource, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";

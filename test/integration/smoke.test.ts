@@ -2,15 +2,11 @@ import { pipeline } from "node:stream/promises";
 import { Readable, Writable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { LargeObject } from "../../src";
-import { objectExists, openDataSource, randomBytes } from "../support/database";
+import { objectExists, randomBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterAll(async () => {
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { unlink: "none" });
 
 test("smoke: a 3 MiB object round-trips through the write and read streams", async () => {
   const data = randomBytes(3 * 1024 * 1024 + 17);

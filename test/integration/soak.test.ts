@@ -2,14 +2,13 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObjectRepository, isLargeObjectError } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
-import { idleInTransaction, openDataSource, randomBytes } from "../support/database";
-import { openVictim, terminateBusy, victimName } from "../support/faults";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { LargeObjectRepository, isLargeObjectError, sweepOrphans } from "../../src";
+import { idleInTransaction, randomBytes } from "../support/database";
+import { openVictim, terminateBusy, terminateBusyPids, victimName, waitForBackendsGone } from "../support/faults";
 import { checkedOut } from "../support/pool";
 import { drain } from "../support/streams";
 import { Document, Folder, FolderFile } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
 
 // A seeded, bounded soak: several workers doing random saves, streamed updates, range reads,
 // removes, deletes by several paths, cascades, sweeps and injected backend kills. Each worker owns
@@ -25,14 +24,7 @@ const entities = [Document, Folder, FolderFile];
 let owner: DataSource;
 let admin: DataSource;
 
-beforeAll(async () => {
-  owner = await openOrmDataSource(entities, { poolSize: 4 });
-  admin = await openDataSource();
-});
-afterAll(async () => {
-  await admin?.destroy();
-  await dropAll(owner);
-});
+useDataSource((opened) => (owner = opened), { orm: entities, poolSize: 4, admin: (opened) => (admin = opened) });
 
 class Random {
   constructor(private x: number) {
@@ -228,9 +220,9 @@ async function worker(index: number, operations: number, counts: Counts): Promis
         stream.pause();
         // The server may already have sent the whole object into the socket: then nothing is
         // killed mid-read, and the bytes must simply be right.
-        const killed = await terminateBusy(admin, app);
+        const killed = await terminateBusyPids(admin, app);
         const received = drain(stream);
-        if (killed === 1) {
+        if (killed.length === 1) {
           const err = await received.then(
             () => undefined,
             (e: unknown) => e,
@@ -239,6 +231,9 @@ async function worker(index: number, operations: number, counts: Counts): Promis
             await expectKilled("read stream", received);
             continue;
           }
+          // The stream had read and committed everything before the kill landed: its connection
+          // went back to the pool, which must learn of the death before the next operation.
+          await waitForBackendsGone(admin, killed);
         }
         await received;
       } else {

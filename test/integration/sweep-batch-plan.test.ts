@@ -1,9 +1,9 @@
 import { DataSource, Entity, PrimaryGeneratedColumn } from "typeorm";
 import { LargeObjectColumn, type LargeObjectValue } from "../../src";
-import { batchSql, referenceColumns } from "../../src/sweep";
-import { TransactionScope } from "../../src/transaction-scope";
-import { locateRecords } from "../../src/triggers";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { batchSql, referenceColumns } from "../../src/cleanup/sweep";
+import { TransactionScope } from "../../src/connection/transaction-scope";
+import { locateRecords } from "../../src/cleanup/home";
+import { useDataSource } from "../support/use-data-source";
 
 @Entity({ name: "plan_ref" })
 class PlanRef {
@@ -22,12 +22,9 @@ function nodesOf(node: PlanNode): PlanNode[] {
 }
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource([PlanRef]);
-});
-afterAll(async () => {
-  await ds?.query(`DELETE FROM typeorm_large_objects WHERE created_for = 'plan test'`);
-  await dropAll(ds);
+useDataSource((opened) => (ds = opened), {
+  orm: [PlanRef],
+  tearDown: async (opened) => void (await opened.query(`DELETE FROM typeorm_large_objects WHERE created_for = 'plan test'`)),
 });
 
 test("with statistics, a sweep batch probes a declared column through its index and deletes its records by row id", async () => {
@@ -45,7 +42,7 @@ test("with statistics, a sweep batch probes a declared column through its index 
     const columns = await referenceColumns(scope, records, home);
     expect(columns.find((c) => c.table === "plan_ref")).toMatchObject({ column: "file", int8Index: true });
     const rows = await scope.query<{ "QUERY PLAN": { Plan: PlanNode }[] }>(
-      `EXPLAIN (FORMAT JSON) ${batchSql("recorded", records, columns, false, true)}`,
+      `EXPLAIN (FORMAT JSON) ${batchSql("recorded", records, columns, { dryRun: false, pagesReadable: true })}`,
       [batch, 0],
     );
     return rows[0]!["QUERY PLAN"][0]!.Plan;

@@ -1,9 +1,9 @@
 import { DataSource, Entity, PrimaryGeneratedColumn } from "typeorm";
 import { LargeObjectColumn, type LargeObjectValue } from "../../src";
-import { batchSql, referenceColumns, type SweepScope } from "../../src/sweep";
-import { TransactionScope } from "../../src/transaction-scope";
-import { locateRecords } from "../../src/triggers";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { batchSql, referenceColumns, type SweepScope } from "../../src/cleanup/sweep";
+import { TransactionScope } from "../../src/connection/transaction-scope";
+import { locateRecords } from "../../src/cleanup/home";
+import { useDataSource } from "../support/use-data-source";
 
 @Entity({ name: "recheck_ref" })
 class RecheckRef {
@@ -13,14 +13,13 @@ class RecheckRef {
 
 let ds: DataSource;
 const created: number[] = [];
-beforeAll(async () => {
-  ds = await openOrmDataSource([RecheckRef]);
-});
-afterAll(async () => {
-  await ds?.query("DELETE FROM recheck_ref");
-  await ds?.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY ($1::oid[])", [created]);
-  await ds?.query("DELETE FROM typeorm_large_objects WHERE created_for = 'recheck'");
-  await dropAll(ds);
+useDataSource((opened) => (ds = opened), {
+  orm: [RecheckRef],
+  tearDown: async (opened) => {
+    await opened.query("DELETE FROM recheck_ref");
+    await opened.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY ($1::oid[])", [created]);
+    await opened.query("DELETE FROM typeorm_large_objects WHERE created_for = 'recheck'");
+  },
 });
 afterEach(async () => {
   await ds.query("DELETE FROM recheck_ref");
@@ -54,7 +53,7 @@ async function runBatch(scope: SweepScope, oids: number[], dryRun = false): Prom
   return TransactionScope.using(ds, { transaction: false }, async (tx) => {
     const { records, home } = await locateRecords(ds, tx);
     const columns = await referenceColumns(tx, records, home);
-    const rows = await tx.query<Record<string, unknown>>(batchSql(scope, records, columns, dryRun, true), [`{${oids.join(",")}}`, 0]);
+    const rows = await tx.query<Record<string, unknown>>(batchSql(scope, records, columns, { dryRun, pagesReadable: true }), [`{${oids.join(",")}}`, 0]);
     return rows[0]!;
   });
 }

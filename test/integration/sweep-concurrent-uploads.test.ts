@@ -1,19 +1,12 @@
 import type { DataSource } from "typeorm";
 import { Readable } from "node:stream";
-import { oidOf } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
+import { oidOf, sweepOrphans } from "../../src";
 import { countObjects, objectBytes, randomBytes } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES, { poolSize: 30 });
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true, poolSize: 30 });
 
 /** A slow upload: the object exists (uncommitted) for a while before its row does. */
 function slowContent(bytes: Buffer): Readable {

@@ -1,17 +1,12 @@
 import type { DataSource } from "typeorm";
-import { sweepOrphans } from "../../src/sweep";
+import { sweepOrphans } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { countRecords, dropCleanup, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
+import { countRecords, expectGone, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc, CleanupOther } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 test("DROP TABLE fires no trigger; the sweep then unlinks the table's objects and keeps everyone else's", async () => {
   const dropped = await saveWithContent(ds, CleanupDoc, 5, 600);

@@ -1,17 +1,12 @@
 import type { DataSource } from "typeorm";
-import { sweepOrphans } from "../../src/sweep";
+import { sweepOrphans } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup, expectIntact, saveWithContent } from "../support/cleanup";
+import { expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 test("an object created by a failed insert() (autocommit) is left by the default sweep and swept after the grace period", async () => {
   const [row] = await saveWithContent(ds, CleanupDoc, 1, 700);

@@ -1,18 +1,11 @@
 import type { DataSource } from "typeorm";
-import { LargeObject, registerLargeObjects } from "../../src";
-import { sweepOrphans } from "../../src/sweep";
+import { LargeObject, registerLargeObjects, sweepOrphans } from "../../src";
 import { countObjects, databaseUrl, makeDataSource, objectBytes, objectExists } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup } from "../support/cleanup";
 import { CLEANUP_ENTITIES } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 test("objects the library did not create survive the default sweep; scope 'all' unlinks the unreferenced ones", async () => {
   const foreign = await LargeObject.create(ds, { data: "someone else's" });

@@ -1,19 +1,13 @@
 import type { DataSource } from "typeorm";
-import { isLargeObjectError, registerLargeObjects } from "../../src";
-import { sweepOrphans, type SweepProgress } from "../../src/sweep";
+import { isLargeObjectError, registerLargeObjects, sweepOrphans, type SweepProgress } from "../../src";
 import { countObjects, databaseUrl, idleInTransaction, makeDataSource } from "../support/database";
 import { checkedOut } from "../support/pool";
-import { openOrmDataSource } from "../support/orm";
-import { countRecords, dropCleanup, saveWithContent } from "../support/cleanup";
+import { countRecords, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true });
 
 /** Records `n` objects of `size` bytes that no row references. */
 async function orphans(n: number, size: number, age = "2 days"): Promise<void> {

@@ -1,17 +1,12 @@
 import type { DataSource } from "typeorm";
-import { sweepOrphans } from "../../src/sweep";
+import { sweepOrphans } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { countRecords, dropCleanup, expectIntact, saveWithContent } from "../support/cleanup";
+import { countRecords, expectIntact, saveWithContent } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES, { poolSize: 12 });
-});
-afterAll(async () => {
-  await dropCleanup(ds);
-});
+useDataSource((opened) => (ds = opened), { orm: CLEANUP_ENTITIES, triggers: true, poolSize: 12 });
 
 test("two sweeps at once unlink every orphan exactly once between them, without errors, while rows are deleted", async () => {
   const live = await saveWithContent(ds, CleanupDoc, 10, 1100);

@@ -1,25 +1,27 @@
 import type { DataSource } from "typeorm";
-import { sweepOrphans } from "../../src/sweep";
+import { sweepOrphans } from "../../src";
 import { countObjects } from "../support/database";
-import { openOrmDataSource } from "../support/orm";
-import { dropCleanup, expectGone, expectIntact, saveWithContent, type Stored } from "../support/cleanup";
+import { expectGone, expectIntact, saveWithContent, type Stored } from "../support/cleanup";
 import { CLEANUP_ENTITIES, CleanupDoc } from "./fixtures/cleanup";
+import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-beforeAll(async () => {
-  ds = await openOrmDataSource(CLEANUP_ENTITIES);
-  await ds.query(`CREATE SCHEMA sweep_elsewhere`);
-  await ds.query(`CREATE DOMAIN sweep_elsewhere.lo AS oid`);
-  await ds.query(`CREATE DOMAIN sweep_elsewhere.blob_ref AS sweep_elsewhere.lo`);
-  await ds.query(`CREATE TABLE sweep_elsewhere.legacy (id serial PRIMARY KEY, plain oid, via_lo sweep_elsewhere.lo, via_domain sweep_elsewhere.blob_ref)`);
-  await ds.query(`CREATE TABLE public.sweep_holder (id serial PRIMARY KEY, ref oid)`);
-  await ds.query(`CREATE MATERIALIZED VIEW public.sweep_snapshot AS SELECT 0::oid AS ref WITH NO DATA`);
-});
-afterAll(async () => {
-  await ds?.query(`DROP SCHEMA IF EXISTS sweep_elsewhere CASCADE`);
-  await ds?.query(`DROP MATERIALIZED VIEW IF EXISTS public.sweep_snapshot`);
-  await ds?.query(`DROP TABLE IF EXISTS public.sweep_holder`);
-  await dropCleanup(ds);
+useDataSource((opened) => (ds = opened), {
+  orm: CLEANUP_ENTITIES,
+  triggers: true,
+  setUp: async (opened) => {
+    await opened.query(`CREATE SCHEMA sweep_elsewhere`);
+    await opened.query(`CREATE DOMAIN sweep_elsewhere.lo AS oid`);
+    await opened.query(`CREATE DOMAIN sweep_elsewhere.blob_ref AS sweep_elsewhere.lo`);
+    await opened.query(`CREATE TABLE sweep_elsewhere.legacy (id serial PRIMARY KEY, plain oid, via_lo sweep_elsewhere.lo, via_domain sweep_elsewhere.blob_ref)`);
+    await opened.query(`CREATE TABLE public.sweep_holder (id serial PRIMARY KEY, ref oid)`);
+    await opened.query(`CREATE MATERIALIZED VIEW public.sweep_snapshot AS SELECT 0::oid AS ref WITH NO DATA`);
+  },
+  tearDown: async (opened) => {
+    await opened.query(`DROP SCHEMA IF EXISTS sweep_elsewhere CASCADE`);
+    await opened.query(`DROP MATERIALIZED VIEW IF EXISTS public.sweep_snapshot`);
+    await opened.query(`DROP TABLE IF EXISTS public.sweep_holder`);
+  },
 });
 
 test("objects referenced only by columns no entity declares (oid, a domain named lo, a domain over it, a materialized view) survive any sweep", async () => {

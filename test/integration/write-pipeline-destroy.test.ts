@@ -1,9 +1,10 @@
 import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
-import { checkedOut } from "../support/pool";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
+import { expectConnectionFree as connectionFree } from "../support/pool";
 import { closed, within } from "../support/streams";
+import { useOneConnection } from "../support/use-data-source";
 
 // One connection: a pipeline left unsynchronised, or a runner left checked out, hangs the next query.
 const PIECE = 64 * 1024;
@@ -11,21 +12,9 @@ let ds: DataSource;
 let admin: DataSource;
 const created: number[] = [];
 
-beforeAll(async () => {
-  ds = await openDataSource({ poolSize: 1 });
-  admin = await openDataSource();
-});
-afterAll(async () => {
-  await admin.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY($1::oid[])", [created]);
-  await ds.destroy();
-  await admin.destroy();
-});
+useOneConnection((pool, observer) => ((ds = pool), (admin = observer)), { unlink: created });
 
-async function expectConnectionFree(): Promise<void> {
-  expect(await within(5000, ds.query("SELECT 1 AS one"), "a query after the destroy")).toEqual([{ one: 1 }]);
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(admin)).toBe(0);
-}
+const expectConnectionFree = (): Promise<void> => connectionFree(ds, admin, "a query after the destroy");
 
 /** An endless producer of pieces; it counts what the stream has accepted. */
 function endless(): Readable & { sent: number } {

@@ -1,21 +1,16 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { objectBytes, openDataSource, randomBytes } from "../support/database";
+import { LargeObject } from "../../src";
+import { objectBytes, randomBytes } from "../support/database";
+import { useDataSource } from "../support/use-data-source";
 
 // Small pieces, so that one object is many pipelined lowrite calls with two of them in flight.
 const PIECE = 4096;
 let ds: DataSource;
 const created: number[] = [];
 
-beforeAll(async () => {
-  ds = await openDataSource();
-});
-afterAll(async () => {
-  await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY($1::oid[])", [created]);
-  await ds.destroy();
-});
+useDataSource((opened) => (ds = opened), { unlink: created });
 
 /** `data` cut into chunks of the given sizes, cycling through them. */
 function chunked(data: Buffer, sizes: number[]): Readable {

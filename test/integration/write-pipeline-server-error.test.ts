@@ -1,11 +1,11 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject } from "../../src/large-object";
-import { LargeObjectError } from "../../src/errors";
-import { idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { LargeObject, LargeObjectError } from "../../src";
+import { idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { closed, rejection, within } from "../support/streams";
+import { useOneConnection } from "../support/use-data-source";
 
 // The server refuses a lowrite that would end past the largest object size (2^31 - 1 pages of
 // 2 KiB): seeking just below it makes the second piece of a pipeline fail while the first succeeds
@@ -17,15 +17,7 @@ let ds: DataSource;
 let admin: DataSource;
 const created: number[] = [];
 
-beforeAll(async () => {
-  ds = await openDataSource({ poolSize: 1 });
-  admin = await openDataSource();
-});
-afterAll(async () => {
-  await admin.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY($1::oid[])", [created]);
-  await ds.destroy();
-  await admin.destroy();
-});
+useOneConnection((pool, observer) => ((ds = pool), (admin = observer)), { unlink: created });
 
 function pieces(count: number): Readable {
   return Readable.from(Array.from({ length: count }, (_, i) => randomBytes(PIECE, i + 1)));

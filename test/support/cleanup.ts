@@ -1,6 +1,5 @@
 import type { DataSource, EntityTarget, ObjectLiteral } from "typeorm";
-import { oidOf, type LargeObjectValue } from "../../src";
-import { removeLargeObjectTriggers } from "../../src/triggers";
+import { oidOf, type LargeObjectValue, removeLargeObjectTriggers } from "../../src";
 import { dropAll } from "./orm";
 import { objectBytes, objectExists, randomBytes } from "./database";
 

@@ -76,6 +76,11 @@ export async function unlinkAll(ds: DataSource): Promise<void> {
   await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata");
 }
 
+/** Unlinks the given objects only: for files that remove just what they created. */
+export async function unlinkThese(ds: DataSource, oids: number[]): Promise<void> {
+  await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY($1::oid[])", [oids]);
+}
+
 /** Deterministic pseudo-random bytes, so a failure can be reproduced. */
 export function randomBytes(length: number, seed = 1): Buffer {
   const out = Buffer.allocUnsafe(length);

@@ -25,12 +25,32 @@ export async function openVictim(
  * that is busy (in a transaction or running a statement); returns how many it killed.
  */
 export async function terminateBusy(admin: DataSource, applicationName: string): Promise<number> {
-  const rows: { killed: boolean }[] = await admin.query(
-    `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity
+  return (await terminateBusyPids(admin, applicationName)).length;
+}
+
+/** {@link terminateBusy}, answering the process ids it killed. */
+export async function terminateBusyPids(admin: DataSource, applicationName: string): Promise<number[]> {
+  const rows: { pid: number; killed: boolean }[] = await admin.query(
+    `SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
       WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid() AND state <> 'idle'`,
     [applicationName],
   );
-  return rows.filter((r) => r.killed).length;
+  return rows.filter((r) => r.killed).map((r) => r.pid);
+}
+
+/**
+ * Waits until the server has forgotten these backends. A backend killed just as it finished its
+ * work may already be back in the client's pool; once the server is done with it, its client has
+ * been told too, and the pool no longer hands it out.
+ */
+export async function waitForBackendsGone(admin: DataSource, pids: number[], timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const rows: { n: number }[] = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1)", [pids]);
+    if (rows[0]!.n === 0) return;
+    if (Date.now() > until) throw new Error(`backends ${pids.join(", ")} are still there after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Waits until no backend of this database is named `applicationName` (the server noticed every death). */

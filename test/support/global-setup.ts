@@ -1,8 +1,5 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { Client } from "pg";
-import { startEmbeddedPostgres } from "../../scripts/embedded-postgres";
+import { EmbeddedStartError, startEmbeddedPostgres } from "../../scripts/embedded-postgres";
 import { ADMIN_TIMEOUTS, WORKER_DATABASE_PREFIX, dropTestDatabase } from "./database";
 
 type Stop = () => Promise<void>;
@@ -39,16 +36,11 @@ async function findDatabase(): Promise<{ url: string; how: string; stop?: Stop }
     tried.push(`Docker: ${(err as Error).message.split("\n")[0]}`);
   }
   try {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "tlo-test-pg-"));
-    chmodSync(dir, 0o755); // the server may run as another user (postgres, when we are root)
-    const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), persistent: false, trust: true });
-    const stop = async (): Promise<void> => {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    };
-    return { url: server.url, how: `embedded-postgres on port ${server.port}`, stop };
+    // Data in a fresh temporary directory, removed when the server stops.
+    const server = await startEmbeddedPostgres({ persistent: false, trust: true });
+    return { url: server.url, how: `embedded-postgres on port ${server.port}`, stop: server.stop };
   } catch (err) {
-    tried.push(`embedded-postgres: ${(err as Error).message.split("\n")[0]}`);
+    tried.push(`embedded-postgres: ${err instanceof EmbeddedStartError ? err.attempt : (err as Error).message.split("\n")[0]}`);
   }
   throw new Error(`No PostgreSQL for the tests. Tried: ${tried.join("; ")}. Set DATABASE_URL to a database you can use.`);
 }

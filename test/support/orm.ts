@@ -20,6 +20,13 @@ export async function openOrmDataSource(
   return ds.initialize();
 }
 
+/** Drops schemas (and everything in them) through a data source of its own. */
+export async function dropSchemas(schemas: string[]): Promise<void> {
+  const admin = await makeDataSource().initialize();
+  for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema.replace(/"/g, '""')}" CASCADE`);
+  await admin.destroy();
+}
+
 /** Drops the tables of the given entities (and their triggers) and unlinks every object. */
 export async function dropAll(ds: DataSource): Promise<void> {
   if (!ds?.isInitialized) return;

@@ -1,4 +1,6 @@
 import type { DataSource } from "typeorm";
+import { idleInTransaction } from "./database";
+import { within } from "./streams";
 
 interface PgPool {
   totalCount: number;
@@ -10,4 +12,14 @@ interface PgPool {
 export function checkedOut(ds: DataSource): number {
   const pool = (ds.driver as unknown as { master: PgPool }).master;
   return pool.totalCount - pool.idleCount;
+}
+
+/**
+ * Expects the pool to be whole again: a query on it answers within 5 s (`what` names it if not),
+ * none of its connections is checked out, and `observer` sees no session idle in a transaction.
+ */
+export async function expectConnectionFree(ds: DataSource, observer: DataSource, what: string): Promise<void> {
+  expect(await within(5000, ds.query("SELECT 1 AS one"), what)).toEqual([{ one: 1 }]);
+  expect(checkedOut(ds)).toBe(0);
+  expect(await idleInTransaction(observer)).toBe(0);
 }

@@ -32,6 +32,24 @@ export async function stopSample(sample: SampleServer | undefined): Promise<void
   await dropAll(sample.dataSource);
 }
 
+/**
+ * Gives a test file the sample app: started before the tests (handed to `assign`, then `setUp`
+ * run on it), stopped with its tables and objects dropped after them.
+ */
+export function useSample(
+  assign: (sample: SampleServer) => void,
+  options: Parameters<typeof startSample>[0] & { setUp?: (sample: SampleServer) => Promise<void> } = {},
+): void {
+  const { setUp, ...startOptions } = options;
+  let sample: SampleServer | undefined;
+  beforeAll(async () => {
+    sample = await startSample(startOptions);
+    assign(sample);
+    await setUp?.(sample);
+  });
+  afterAll(() => stopSample(sample));
+}
+
 /** Rows in the documents table. */
 export async function countDocuments(ds: DataSource): Promise<number> {
   return ds.manager.count(Document);

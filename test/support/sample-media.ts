@@ -1,3 +1,7 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
 import { deflateSync } from "node:zlib";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -56,4 +60,62 @@ export function toneWav(seconds: number, rate = 44100): Buffer {
   out.writeUInt32LE(samples * 2, 40);
   for (let i = 0; i < samples; i += 1) out.writeInt16LE(Math.round(3000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2);
   return out;
+}
+
+// Debian's ffmpeg and ffprobe make and read the test videos. In CI .ci/prepare installs them and a
+// missing tool fails the run; on a newcomer's machine without them the video tests are skipped with
+// a note, so `npm test` still passes.
+const onPath = (tool: string): boolean => (process.env.PATH ?? "").split(delimiter).some((dir) => dir !== "" && existsSync(join(dir, tool)));
+export const hasFfmpeg = onPath("ffmpeg") && onPath("ffprobe");
+if (!hasFfmpeg && process.env.CI) throw new Error("ffmpeg or ffprobe is missing: .ci/prepare installs them");
+if (!hasFfmpeg) console.log("video tests skipped: ffmpeg or ffprobe is missing (apt-get install ffmpeg, or run .ci/prepare as root)");
+
+/** `test`, or `test.skip` when there is no ffmpeg (see above). */
+export const videoTest = hasFfmpeg ? test : test.skip;
+
+/** Runs a program (asynchronously: a server it talks to may run in this process) and returns its output. */
+export function runTool(file: string, args: string[], timeoutMs = 30_000): Promise<{ stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, args, { encoding: "buffer", maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err !== null) reject(new Error(`${file} ${args.join(" ")} failed: ${err.message}\n${stderr.toString()}`));
+      else resolve({ stdout, stderr: stderr.toString() });
+    });
+    child.stdin?.end();
+  });
+}
+
+/**
+ * An H.264/AAC MP4 of ffmpeg's test pattern and a tone, a key frame every second, with its index
+ * (moov) after the media data as ffmpeg writes it by default: a player must seek to its end first.
+ */
+export async function testVideo(path: string, seconds = 6): Promise<void> {
+  await runTool("ffmpeg", [
+    "-nostdin", "-v", "error", "-y",
+    "-f", "lavfi", "-i", `testsrc2=duration=${seconds}:size=320x240:rate=25`,
+    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-b:v", "1500k", "-pix_fmt", "yuv420p",
+    "-c:a", "aac", "-b:a", "64k", "-movflags", "-faststart", path,
+  ]);
+}
+
+/**
+ * A WebM (VP8) test pattern of `seconds` at 320x240 with a key frame every second, made by ffmpeg
+ * (asynchronously: a server in this process may be answering meanwhile). Noise keeps the bitrate
+ * up, so its middle lies megabytes from its start.
+ */
+export async function testPatternWebm(seconds: number): Promise<Buffer> {
+  const dir = mkdtempSync(join(tmpdir(), "sample-media-"));
+  const file = join(dir, "pattern.webm");
+  try {
+    await runTool("ffmpeg", [
+      "-nostdin", "-hide_banner", "-loglevel", "error",
+      "-f", "lavfi", "-i", `testsrc=size=320x240:rate=25:duration=${seconds}`,
+      "-vf", "noise=alls=40:allf=t",
+      "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "3M", "-g", "25",
+      "-an", file,
+    ], 120_000);
+    return readFileSync(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,5 +1,5 @@
-import { MAX_LARGE_OBJECT_SIZE, integerLiteral, toChunkSize, toOffset, toOid, toSignedOffset } from "../../src/arguments";
-import { LargeObjectError } from "../../src/errors";
+import { MAX_LARGE_OBJECT_SIZE, integerLiteral, toChunkSize, toOffset, toOid, toSignedOffset } from "../../src/validation";
+import { LargeObjectError } from "../../src";
 
 function code(fn: () => unknown): string | undefined {
   try {

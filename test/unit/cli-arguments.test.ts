@@ -1,5 +1,7 @@
-import { EXIT, formatBytes, parseArguments } from "../../src/cli";
-import { DEFAULT_GRACE_MS } from "../../src/sweep";
+import { parseArguments } from "../../src/cli/arguments";
+import { EXIT } from "../../src/cli/main";
+import { formatBytes } from "../../src/cli/output";
+import { DEFAULT_GRACE_MS } from "../../src";
 
 test("sweep is a dry run unless --execute or --yes", () => {
   expect(parseArguments(["sweep", "-d", "ds.js"])).toMatchObject({ command: "sweep", dataSource: "ds.js", execute: false });

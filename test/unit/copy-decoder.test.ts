@@ -1,4 +1,4 @@
-import { ByteaCopyDecoder } from "../../src/copy-decoder";
+import { ByteaCopyDecoder } from "../../src/protocol/copy-decoder";
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { CopyOut } from "../../src/copy-out";
+import { CopyOut } from "../../src/protocol/copy-out";
 
 /** A backend message: type byte, length (itself included), body. */
 function message(type: string, body: Buffer | string = Buffer.alloc(0)): Buffer {

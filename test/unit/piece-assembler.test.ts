@@ -1,7 +1,7 @@
-import { chunkToBuffer, forEachPiece, isContent, singlePiece } from "../../src/content";
-import { PieceAssembler } from "../../src/piece-assembler";
+import { chunkToBuffer, isContent, singlePiece } from "../../src/handle/content";
+import { PieceAssembler, forEachPiece } from "../../src/handle/writes";
 import { Readable } from "node:stream";
-import { LargeObjectError } from "../../src/errors";
+import { LargeObjectError } from "../../src";
 
 function bytes(length: number, start = 0): Buffer {
   return Buffer.from(Array.from({ length }, (_, i) => (start + i) & 0xff));

@@ -1,0 +1,341 @@
+/**
+ * The processes of the HTTP and tus rows: `http-worker.js server <url>` serves receiveLargeObject
+ * and sendLargeObject on node:http, `http-worker.js tus-server <url>` serves @tus/server with
+ * LargeObjectTusStore, and `http-worker.js client <url>` runs the requests and the same bytes
+ * through the library directly, one job at a time over IPC. Servers print `ready <port>`.
+ */
+import "reflect-metadata";
+import { createHash } from "node:crypto";
+import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { DataSource } from "typeorm";
+import { registerLargeObjects } from "../src";
+import { LargeObjectRepository } from "../src/orm/repository";
+import { contentBuffer, contentStream } from "./data";
+import { BenchFile } from "./entity";
+
+/** One job of the client, and its answer. */
+export type ClientJob =
+  | { op: "http-upload" | "direct-write"; size: number; verify: boolean }
+  | { op: "http-download" | "piped-download" | "direct-read"; id: number; verify: boolean }
+  | { op: "http-many"; kind: "upload" | "download"; clients: number; perClient: number; size: number; id?: number }
+  | { op: "fixture"; size: number }
+  | { op: "tus-upload" | "plain-write"; size: number; chunkSize: number; verify: boolean }
+  | { op: "rss"; port: number }
+  | { op: "clear" };
+
+/** The job type whose `op` may be `K`. */
+type JobOf<K extends ClientJob["op"]> = ClientJob extends infer J ? (J extends { op: infer O } ? (K extends O ? J : never) : never) : never;
+
+export interface JobResult {
+  seconds?: number;
+  id?: number;
+  hash?: string;
+  rss?: number;
+}
+
+const POOL = 12;
+
+async function openSource(url: string): Promise<DataSource> {
+  const ds = registerLargeObjects(new DataSource({ type: "postgres", url, entities: [BenchFile], poolSize: POOL, logging: false }));
+  return ds.initialize();
+}
+
+function maxRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+function fail(res: ServerResponse, err: unknown): void {
+  process.stderr.write(`request failed: ${String(err)}\n`);
+  if (!res.headersSent) res.writeHead(500);
+  res.end();
+}
+
+/** PUT /files stores the body through receiveLargeObject; GET /files/<id> answers through sendLargeObject. */
+async function serveHttp(url: string): Promise<void> {
+  const { receiveLargeObject, sendLargeObject, httpStatusOf } = await import("../src/http");
+  const ds = await openSource(url);
+  const files = ds.getRepository(BenchFile);
+  const objects = new LargeObjectRepository(ds.manager);
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    (async () => {
+      if (req.url === "/rss") {
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rss: maxRss() }));
+        return;
+      }
+      if (req.method === "PUT" && req.url === "/files") {
+        try {
+          const saved = await receiveLargeObject(req, { source: ds, target: BenchFile, property: "file" });
+          res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ id: saved.id }));
+        } catch (err) {
+          res.writeHead(httpStatusOf(err)).end();
+          req.resume();
+        }
+        return;
+      }
+      const match = /^\/files\/(\d+)$/.exec(req.url ?? "");
+      if (req.method === "GET" && match) {
+        const entity = await files.findOneBy({ id: Number(match[1]) });
+        if (entity === null) {
+          res.writeHead(404).end();
+          return;
+        }
+        await sendLargeObject(req, res, { source: ds, entity, property: "file" });
+        return;
+      }
+      const piped = /^\/piped\/(\d+)$/.exec(req.url ?? "");
+      if (req.method === "GET" && piped) {
+        // What an application writes without the helper: the repository's read stream piped to the response.
+        const entity = await files.findOneByOrFail({ id: Number(piped[1]) });
+        const handle = await objects.openStream(entity, "file", { mode: "r" });
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": await handle.size() });
+        await pipeline(handle.createReadStream(), res);
+        return;
+      }
+      res.writeHead(404).end();
+    })().catch((err: unknown) => fail(res, err));
+  });
+  await listen(server);
+}
+
+/** @tus/server on LargeObjectTusStore at /files; a finished upload is adopted into a bench_files row. */
+async function serveTus(url: string): Promise<void> {
+  const { Server, MemoryLocker } = await import("@tus/server");
+  const { LargeObjectTusStore } = await import("../src/tus");
+  const ds = await openSource(url);
+  const files = ds.getRepository(BenchFile);
+  const tus = new Server({
+    path: "/files",
+    datastore: new LargeObjectTusStore({ source: ds }),
+    locker: new MemoryLocker(),
+    async onUploadFinish(_req, upload) {
+      await files.save({ file: Number(upload.storage!.path) });
+      return {};
+    },
+  });
+  const server = createServer((req, res) => {
+    if (req.url === "/rss") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rss: maxRss() }));
+      return;
+    }
+    tus.handle(req, res).catch((err: unknown) => fail(res, err));
+  });
+  await listen(server);
+}
+
+async function listen(server: ReturnType<typeof createServer>): Promise<void> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`);
+  process.on("SIGTERM", () => process.exit(0));
+}
+
+/** One HTTP exchange; resolves the status and the body, drained (hashed when asked). */
+function exchange(
+  port: number,
+  options: { method: string; path: string; headers?: Record<string, string | number>; body?: Readable; hash?: boolean; keep?: boolean },
+): Promise<{ status: number; body: string; hash?: string; headers: IncomingMessage["headers"] }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, method: options.method, path: options.path, headers: options.headers ?? {}, agent }, (res) => {
+      const digest = options.hash ? createHash("sha256") : undefined;
+      let body = "";
+      res.on("data", (chunk: Buffer) => {
+        if (digest !== undefined) digest.update(chunk);
+        else if (options.keep !== false && body.length < 4096) body += chunk.toString();
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers, ...(digest ? { hash: digest.digest("hex") } : {}) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    if (options.body === undefined) req.end();
+    else options.body.pipe(req);
+  });
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+/** Consumes a stream, hashing it when asked. */
+async function drain(stream: Readable, hash: boolean): Promise<string | undefined> {
+  const digest = hash ? createHash("sha256") : undefined;
+  await pipeline(
+    stream,
+    new Writable({
+      highWaterMark: 1024 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        digest?.update(chunk);
+        callback();
+      },
+    }),
+  );
+  return digest?.digest("hex");
+}
+
+/** The content of `size` bytes in 64 KiB chunks, out of one buffer (the tus rows send the same buffer both ways). */
+function bufferStream(buffer: Buffer): Readable {
+  const piece = 64 * 1024;
+  let at = 0;
+  return new Readable({
+    highWaterMark: piece,
+    read() {
+      if (at >= buffer.length) this.push(null);
+      else {
+        this.push(buffer.subarray(at, at + piece));
+        at += piece;
+      }
+    },
+  });
+}
+
+async function client(url: string): Promise<void> {
+  const ds = await openSource(url);
+  const files = ds.getRepository(BenchFile);
+  const objects = new LargeObjectRepository(ds.manager);
+  const before: { id: number | null }[] = await ds.query("SELECT max(id) AS id FROM bench_files");
+  const firstId = Number(before[0]?.id ?? 0);
+  const buffers = new Map<number, Buffer>();
+  const bufferOf = (size: number): Buffer => {
+    let b = buffers.get(size);
+    if (b === undefined) buffers.set(size, (b = contentBuffer(size)));
+    return b;
+  };
+  const ports = JSON.parse(process.argv[4] ?? "{}") as { http?: number; tus?: number };
+  /** The server's SHA-256 of a row's object, to check what a run stored. */
+  const storedHash = async (id: number): Promise<string> => {
+    const rows: { h: string }[] = await ds.query("SELECT encode(sha256(lo_get(file)), 'hex') AS h FROM bench_files WHERE id = $1", [id]);
+    return rows[0]?.h ?? "missing";
+  };
+  const timed = async <T>(task: () => Promise<T>): Promise<{ seconds: number; value: T }> => {
+    const started = process.hrtime.bigint();
+    const value = await task();
+    return { seconds: Number(process.hrtime.bigint() - started) / 1e9, value };
+  };
+
+  const jobs: Record<ClientJob["op"], (job: never) => Promise<JobResult>> = {
+    "http-upload": async (job: JobOf<"http-upload">) => {
+      const { seconds, value } = await timed(() =>
+        exchange(ports.http!, {
+          method: "PUT",
+          path: "/files",
+          headers: { "content-type": "application/octet-stream", "content-length": job.size },
+          body: contentStream(job.size),
+        }),
+      );
+      if (value.status !== 201) throw new Error(`upload answered ${value.status}`);
+      const id = (JSON.parse(value.body) as { id: number }).id;
+      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+    },
+    "direct-write": async (job: JobOf<"direct-write">) => {
+      const { seconds, value: id } = await timed(async () => {
+        const row = await files.save(files.create({ file: null }));
+        await pipeline(contentStream(job.size), await objects.createWriteStream(row, "file"));
+        return row.id;
+      });
+      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+    },
+    "http-download": async (job: JobOf<"http-download">) => {
+      const { seconds, value } = await timed(() => exchange(ports.http!, { method: "GET", path: `/files/${job.id}`, hash: job.verify, keep: false }));
+      if (value.status !== 200) throw new Error(`download answered ${value.status}`);
+      return { seconds, ...(value.hash !== undefined ? { hash: value.hash } : {}) };
+    },
+    "piped-download": async (job: JobOf<"piped-download">) => {
+      const { seconds, value } = await timed(() => exchange(ports.http!, { method: "GET", path: `/piped/${job.id}`, hash: job.verify, keep: false }));
+      if (value.status !== 200) throw new Error(`download answered ${value.status}`);
+      return { seconds, ...(value.hash !== undefined ? { hash: value.hash } : {}) };
+    },
+    "direct-read": async (job: JobOf<"direct-read">) => {
+      const { seconds, value } = await timed(async () => {
+        const row = await files.findOneByOrFail({ id: job.id });
+        return drain(await objects.createReadStream(row, "file"), job.verify);
+      });
+      return { seconds, ...(value !== undefined ? { hash: value } : {}) };
+    },
+    "http-many": async (job: JobOf<"http-many">) => {
+      const one = async (): Promise<void> => {
+        for (let i = 0; i < job.perClient; i++) {
+          const r =
+            job.kind === "upload"
+              ? await exchange(ports.http!, {
+                  method: "PUT",
+                  path: "/files",
+                  headers: { "content-type": "application/octet-stream", "content-length": job.size },
+                  body: contentStream(job.size),
+                })
+              : await exchange(ports.http!, { method: "GET", path: `/files/${job.id!}`, keep: false });
+          if (r.status !== (job.kind === "upload" ? 201 : 200)) throw new Error(`${job.kind} answered ${r.status}`);
+        }
+      };
+      const { seconds } = await timed(() => Promise.all(Array.from({ length: job.clients }, one)));
+      return { seconds };
+    },
+    fixture: async (job: JobOf<"fixture">) => {
+      const row = await files.save(files.create({ file: null }));
+      await pipeline(contentStream(job.size), await objects.createWriteStream(row, "file"));
+      return { id: row.id };
+    },
+    "tus-upload": async (job: JobOf<"tus-upload">) => {
+      const tus = await import("tus-js-client");
+      const data = bufferOf(job.size);
+      const { seconds } = await timed(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const upload = new tus.Upload(data, {
+              endpoint: `http://127.0.0.1:${ports.tus!}/files`,
+              chunkSize: job.chunkSize,
+              retryDelays: null,
+              metadata: { filename: "bench.bin" },
+              onSuccess: () => resolve(),
+              onError: reject,
+            });
+            upload.start();
+          }),
+      );
+      const newest: { id: number }[] = await ds.query("SELECT max(id) AS id FROM bench_files");
+      const id = Number(newest[0]!.id);
+      const hash = job.verify ? await storedHash(id) : undefined;
+      return { seconds, id, ...(hash !== undefined ? { hash } : {}) };
+    },
+    "plain-write": async (job: JobOf<"plain-write">) => {
+      const data = bufferOf(job.size);
+      const { seconds, value: id } = await timed(async () => {
+        const row = await files.save(files.create({ file: null }));
+        await pipeline(bufferStream(data), await objects.createWriteStream(row, "file"));
+        return row.id;
+      });
+      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+    },
+    rss: async (job: JobOf<"rss">) => {
+      const r = await exchange(job.port, { method: "GET", path: "/rss" });
+      return { rss: (JSON.parse(r.body) as { rss: number }).rss };
+    },
+    clear: async () => {
+      // Only the rows made since this process started: the other phases' fixtures stay as they are.
+      await ds.transaction(async (m) => {
+        await m.query("SELECT lo_unlink(file) FROM bench_files WHERE id > $1 AND file IS NOT NULL", [firstId]);
+        await m.query("DELETE FROM bench_files WHERE id > $1", [firstId]);
+      });
+      return {};
+    },
+  };
+
+  process.on("message", (message: { job?: ClientJob; close?: true }) => {
+    if (message.close) {
+      agent.destroy();
+      void ds.destroy().finally(() => process.disconnect());
+      return;
+    }
+    const job = message.job!;
+    (jobs[job.op] as (j: ClientJob) => Promise<JobResult>)(job).then(
+      (result) => process.send!({ result }),
+      (err: unknown) => process.send!({ error: err instanceof Error ? err.message : String(err) }),
+    );
+  });
+  process.send!({ ready: true });
+}
+
+const [role = "", url = ""] = process.argv.slice(2);
+(role === "server" ? serveHttp(url) : role === "tus-server" ? serveTus(url) : client(url)).catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
+

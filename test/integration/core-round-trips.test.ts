@@ -1,0 +1,146 @@
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Client } from "pg";
+import type { DataSource } from "typeorm";
+import { LargeObject, LargeObjectRepository, isLargeObjectError } from "../../src";
+import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
+import { checkedOut } from "../support/pool";
+import { drain } from "../support/streams";
+import { Document } from "./fixtures/documents";
+import { useDataSource } from "../support/use-data-source";
+
+let ds: DataSource;
+useDataSource((opened) => (ds = opened), { orm: [Document], poolSize: 3 });
+
+/** The text of every query the pg clients were given while `work` ran: one round trip each. */
+async function roundTrips(work: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  const proto = Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const original = proto.query;
+  proto.query = function (this: unknown, ...args: unknown[]) {
+    const first = args[0];
+    seen.push(typeof first === "string" ? first : String((first as { text?: unknown })?.text ?? first?.constructor.name));
+    return original.apply(this, args);
+  };
+  try {
+    await work();
+  } finally {
+    proto.query = original;
+  }
+  return seen;
+}
+
+async function expectNothingLeft(): Promise<void> {
+  expect(checkedOut(ds)).toBe(0);
+  expect(await idleInTransaction(ds)).toBe(0);
+}
+
+test("a read stream from a data source is two round trips: the start with the open, the COPY with the commit", async () => {
+  const data = randomBytes(300_000, 1);
+  const oid = await LargeObject.create(ds, { data });
+  let read: Buffer = Buffer.alloc(0);
+  const sent = await roundTrips(async () => {
+    const lo = await LargeObject.open(ds, oid, "r");
+    read = await drain(lo.createReadStream());
+  });
+  expect(read.equals(data)).toBe(true);
+  expect(sent).toHaveLength(2);
+  expect(sent[0]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open/);
+  expect(sent[1]).toMatch(/^COPY [\s\S]* TO STDOUT \(FORMAT binary\); COMMIT$/);
+  await expectNothingLeft();
+});
+
+test("a repository read finds the row and opens its object in the statement that starts the transaction", async () => {
+  const data = randomBytes(70_000, 2);
+  const doc = await ds.getRepository(Document).save({ name: "two round trips", attachment: data });
+  const files = new LargeObjectRepository(ds.manager);
+  let read: Buffer = Buffer.alloc(0);
+  const sent = await roundTrips(async () => {
+    read = await drain(await files.createReadStream(doc, "attachment"));
+  });
+  expect(read.equals(data)).toBe(true);
+  expect(sent).toHaveLength(2);
+  expect(sent[0]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open[\s\S]*FROM "orm_document"/);
+  await expectNothingLeft();
+});
+
+test("a stream destroyed after its last window began leaves nothing open, and one without autoClose keeps its transaction", async () => {
+  const data = randomBytes(3 * 1024 * 1024, 3);
+  const oid = await LargeObject.create(ds, { data });
+  const lo = await LargeObject.open(ds, oid, "r");
+  const stream = lo.createReadStream({ highWaterMark: 1024 });
+  const closed = new Promise((resolve) => stream.on("close", resolve));
+  stream.once("data", () => stream.destroy());
+  await closed;
+  expect(lo.isClosed).toBe(true);
+  await expectNothingLeft();
+
+  // Without autoClose the handle stays open after the stream: its transaction must still be there.
+  const kept = await LargeObject.open(ds, oid, "r");
+  expect((await drain(kept.createReadStream({ autoClose: false }))).equals(data)).toBe(true);
+  expect((await kept.read(5)).equals(data.subarray(0, 5))).toBe(true);
+  await kept.close();
+  await expectNothingLeft();
+});
+
+test("a handle write stream in the caller's transaction closes its descriptor with the last piece", async () => {
+  const data = randomBytes(200_000, 4);
+  let oid = 0;
+  const sent = await roundTrips(() =>
+    ds.transaction(async (manager) => {
+      oid = await LargeObject.create(manager.queryRunner!);
+      const lo = await LargeObject.open(manager.queryRunner!, oid, "w");
+      await pipeline(Readable.from([data]), lo.createWriteStream());
+      // The transaction goes on after the stream: its descriptor must be gone, the object written.
+      expect((await manager.query("SELECT length(lo_get($1)) AS n", [oid]))[0].n).toBe(data.length);
+    }),
+  );
+  expect(sent.filter((s) => s.includes("lo_close"))).toHaveLength(0);
+  expect((await objectBytes(ds, oid)).equals(data)).toBe(true);
+  await expectNothingLeft();
+});
+
+test("a failed open in the first round trip rolls back and releases its connection", async () => {
+  const err = await LargeObject.open(ds, 4_000_000_000, "r").catch((e: unknown) => e);
+  expect(isLargeObjectError(err, "ERR_LO_NOT_FOUND")).toBe(true);
+  await expectNothingLeft();
+});
+
+test("creates issued together in one transaction share a statement, each object with its own bytes", async () => {
+  const before = await countObjects(ds);
+  const contents = Array.from({ length: 50 }, (_, i) => randomBytes(100 + i, 10 + i));
+  let oids: number[] = [];
+  const sent = await roundTrips(() =>
+    ds.transaction(async (manager) => {
+      oids = await Promise.all(contents.map((data) => LargeObject.create(manager.queryRunner!, { data })));
+    }),
+  );
+  // The transaction's start and commit, and the creates in a few statements rather than fifty.
+  expect(sent.filter((s) => s.includes("lo_from_bytea")).length).toBeLessThanOrEqual(3);
+  expect(new Set(oids).size).toBe(50);
+  for (const [i, oid] of oids.entries()) expect((await objectBytes(ds, oid)).equals(contents[i]!)).toBe(true);
+  expect(await countObjects(ds)).toBe(before + 50);
+
+  // A failure of the transaction removes every object of the batch.
+  await ds
+    .transaction(async (manager) => {
+      await Promise.all(contents.map((data) => LargeObject.create(manager.queryRunner!, { data })));
+      throw new Error("rolled back");
+    })
+    .catch(() => undefined);
+  expect(await countObjects(ds)).toBe(before + 50);
+  await expectNothingLeft();
+});
+
+test("a repository write stream on a column with content is two round trips: the commit goes with the last piece", async () => {
+  const doc = await ds.getRepository(Document).save({ name: "write", attachment: "old content" });
+  const files = new LargeObjectRepository(ds.manager);
+  const sent = await roundTrips(async () => {
+    await pipeline(Readable.from([Buffer.from("new content")]), await files.createWriteStream(doc, "attachment"));
+  });
+  const row = await ds.getRepository(Document).findOneByOrFail({ id: doc.id });
+  expect((await objectBytes(ds, row.attachment as number)).toString()).toBe("new content");
+  // START with the locking open, then the pieces with COMMIT (and at most the connection's lz4 probe).
+  expect(sent.filter((s) => !s.includes("pg_settings"))).toHaveLength(2);
+  await expectNothingLeft();
+});

@@ -1,0 +1,139 @@
+import { connect } from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { DataSource } from "typeorm";
+import { oidOf } from "../../src";
+import { receiveLargeObject, httpStatusOf } from "../../src/http";
+import { objectBytes, openDataSource, randomBytes } from "../support/database";
+import { dropAll, openOrmDataSource } from "../support/orm";
+import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
+import { expectNothingStored, releasedThenCleared } from "../support/stored-files";
+import { StoredFile } from "./fixtures/http-files";
+
+let ds: DataSource;
+let admin: DataSource;
+let server: TestServer;
+let dir: string;
+let failures: unknown[] = [];
+
+beforeAll(async () => {
+  ds = await openOrmDataSource([StoredFile]);
+  admin = await openDataSource();
+  dir = await mkdtemp(join(tmpdir(), "tlo-form-"));
+  server = await startServer(async (req, res) => {
+    try {
+      const saved = await receiveLargeObject(req, {
+        source: ds,
+        target: StoredFile,
+        property: "content",
+        maxBytes: 4 * 1024 * 1024,
+        values: async ({ filename, contentType }) => ({ name: filename ?? "unnamed", type: contentType }),
+      });
+      res.end(JSON.stringify({ oid: oidOf(saved.content), name: saved.name, type: saved.type }));
+    } catch (err) {
+      failures.push(err);
+      res.statusCode = httpStatusOf(err);
+      res.end((err as { code?: string }).code ?? "?");
+    }
+  });
+});
+beforeEach(() => (failures = []));
+afterEach(() => releasedThenCleared(ds, admin));
+afterAll(async () => {
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+  await admin.destroy();
+  await dropAll(ds);
+});
+
+async function fileOf(name: string, bytes: Buffer): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+/** Sends raw bytes as an HTTP request on a socket and returns the status line (or "" when cut). */
+function rawRequest(head: string, body: Buffer, end: "finish" | "cut"): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(new URL(server.url).port), "127.0.0.1");
+    let answer = "";
+    socket.on("data", (d: Buffer) => {
+      answer += d.toString("latin1");
+      if (answer.includes("\r\n")) socket.destroy();
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve(answer.split("\r\n")[0] ?? ""));
+    socket.write(head);
+    socket.write(body);
+    // A finished request keeps the socket open for the answer (a half-close would end it early).
+    if (end === "cut") setTimeout(() => socket.destroy(), 100);
+  });
+}
+
+test("curl -F with one file (and fields) is stored byte-exact with the part's name and type", async () => {
+  const bytes = randomBytes(2 * 1024 * 1024 + 3, 60);
+  const path = await fileOf("photo.jpg", bytes);
+  const { code, stdout } = await curl(["-F", "title=hello", "-F", `file=@${path};type=image/jpeg;filename=Ünïcode.jpg`, `${server.url}/`]);
+  expect(code).toBe(0);
+  const body = JSON.parse(stdout.toString()) as { oid: number; name: string; type: string };
+  expect(body.type).toBe("image/jpeg");
+  expect(body.name).toBe("Ünïcode.jpg");
+  expect(sha256(await objectBytes(ds, body.oid))).toBe(sha256(bytes));
+});
+
+test("two small files are 400 (ERR_LO_HTTP_TOO_MANY_FILES), nothing is left and the process lives", async () => {
+  const a = await fileOf("a.txt", Buffer.from("first"));
+  const b = await fileOf("b.txt", Buffer.from("second"));
+  const { stdout } = await curl(["-F", `one=@${a}`, "-F", `two=@${b}`, `${server.url}/`]);
+  expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_MANY_FILES");
+  expect(failures.map(httpStatusOf)).toEqual([400]);
+  await expectNothingStored(ds);
+});
+
+test("a form with fields and no file is 400 (ERR_LO_HTTP_NO_FILE)", async () => {
+  const { stdout } = await curl(["-F", "title=only", `${server.url}/`]);
+  expect(stdout.toString()).toBe("ERR_LO_HTTP_NO_FILE");
+  await expectNothingStored(ds);
+});
+
+test("a form over maxBytes is 413", async () => {
+  const path = await fileOf("big.bin", randomBytes(5 * 1024 * 1024, 61));
+  const { stdout } = await curl(["-H", "Expect:", "-F", `file=@${path}`, `${server.url}/`]);
+  expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_LARGE");
+  await expectNothingStored(ds);
+});
+
+test("a form without a boundary, and one that ends inside its file, are 400 (ERR_LO_HTTP_MALFORMED)", async () => {
+  const noBoundary = await fetch(`${server.url}/`, { method: "POST", body: "x", headers: { "Content-Type": "multipart/form-data" } });
+  expect(noBoundary.status).toBe(400);
+  expect(await noBoundary.text()).toBe("ERR_LO_HTTP_MALFORMED");
+  const body = Buffer.concat([
+    Buffer.from('--XYZ\r\nContent-Disposition: form-data; name="f"; filename="t.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'),
+    randomBytes(300 * 1024, 62),
+  ]);
+  // The body is complete by Content-Length, but the form's closing delimiter never comes.
+  const status = await rawRequest(
+    `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: ${body.length}\r\n\r\n`,
+    body,
+    "finish",
+  );
+  expect(status).toBe("HTTP/1.1 400 Bad Request");
+  expect(failures.map((f) => (f as { code?: string }).code)).toEqual(["ERR_LO_HTTP_MALFORMED", "ERR_LO_HTTP_MALFORMED"]);
+  await expectNothingStored(ds);
+});
+
+test("a client that goes away inside the file part leaves nothing behind", async () => {
+  const body = Buffer.concat([
+    Buffer.from('--XYZ\r\nContent-Disposition: form-data; name="f"; filename="t.bin"\r\n\r\n'),
+    randomBytes(512 * 1024, 63),
+  ]);
+  await rawRequest(
+    `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: ${body.length * 4}\r\n\r\n`,
+    body,
+    "cut",
+  );
+  await eventually(() => failures.length === 1, 5000, "the refusal");
+  expect(httpStatusOf(failures[0])).toBe(400);
+  await expectNothingStored(ds);
+});

@@ -1,0 +1,119 @@
+import type { DataSource, QueryRunner } from "typeorm";
+import { registerLargeObjects } from "../../src";
+import { sendLargeObject, httpStatusOf } from "../../src/http";
+import { idleInTransaction, makeDataSource, openDataSource, randomBytes } from "../support/database";
+import { dropAll, openOrmDataSource } from "../support/orm";
+import { checkedOut } from "../support/pool";
+import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
+import { StoredFile } from "./fixtures/http-files";
+
+const BIG = 24 * 1024 * 1024;
+const big = randomBytes(BIG, 22);
+let ds: DataSource;
+let small: DataSource;
+let admin: DataSource;
+let server: TestServer;
+let errors: unknown[] = [];
+let source: () => DataSource = () => ds;
+
+beforeAll(async () => {
+  ds = await openOrmDataSource([StoredFile], { poolSize: 4 });
+  admin = await openDataSource();
+  // One connection, and an acquire timeout short enough for a test.
+  small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-small" }));
+  await small.initialize();
+  server = await startServer(async (req, res) => {
+    const id = Number(req.url!.slice(1));
+    const entity = Object.assign(new StoredFile(), { id });
+    await sendLargeObject(req, res, { source: source(), entity, property: "content", onError: (err) => errors.push(err) });
+  });
+});
+beforeEach(() => {
+  errors = [];
+  source = () => ds;
+});
+afterEach(async () => {
+  await eventually(() => checkedOut(ds) === 0 && checkedOut(small) === 0, 5000, "every connection back in its pool");
+  expect(await idleInTransaction(admin)).toBe(0);
+});
+afterAll(async () => {
+  await server.close();
+  await small.destroy();
+  await admin.destroy();
+  await dropAll(ds);
+});
+
+test("a missing row and a null column are 404, and not reported as failures", async () => {
+  const missing = await fetch(`${server.url}/987654`);
+  expect(missing.status).toBe(404);
+  expect(await missing.text()).toBe("Not Found\n");
+  const empty = await ds.getRepository(StoredFile).save({ name: "null", content: null });
+  const nothing = await fetch(`${server.url}/${empty.id}`);
+  expect(nothing.status).toBe(404);
+  await nothing.arrayBuffer();
+  expect(errors).toEqual([]);
+});
+
+test("methods other than GET and HEAD get 405 with Allow", async () => {
+  const response = await fetch(`${server.url}/1`, { method: "POST", body: "x" });
+  expect(response.status).toBe(405);
+  expect(response.headers.get("allow")).toBe("GET, HEAD");
+  await response.arrayBuffer();
+});
+
+test("an exhausted pool is 503 (ERR_LO_POOL_EXHAUSTED), told to onError, and the pool works afterwards", async () => {
+  const doc = await small.getRepository(StoredFile).save({ name: "busy", content: "busy" });
+  source = () => small;
+  let holder: QueryRunner | undefined = small.createQueryRunner();
+  await holder.connect();
+  try {
+    const response = await fetch(`${server.url}/${doc.id}`);
+    expect(response.status).toBe(503);
+    await response.arrayBuffer();
+    expect(errors.map(httpStatusOf)).toEqual([503]);
+    expect((errors[0] as { code?: string }).code).toBe("ERR_LO_POOL_EXHAUSTED");
+  } finally {
+    await holder.release();
+    holder = undefined;
+  }
+  const after = await fetch(`${server.url}/${doc.id}`);
+  expect(after.status).toBe(200);
+  expect(await after.text()).toBe("busy");
+});
+
+test("a failure after the headers cuts the response (curl: partial transfer), never a wrong body", async () => {
+  const doc = await small.getRepository(StoredFile).save({ name: "cut", content: Buffer.from(big) });
+  source = () => small;
+  const download = curl(["--limit-rate", "2M", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", `${server.url}/${doc.id}`]);
+  await eventually(async () => {
+    const rows: unknown[] = await admin.query(
+      "SELECT 1 FROM pg_stat_activity WHERE application_name = 'tlo-http-small' AND query LIKE 'COPY%' AND state = 'active'",
+    );
+    return rows.length > 0;
+  }, 10_000, "the download's COPY running");
+  await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tlo-http-small'");
+  const { code, stdout } = await download;
+  expect(code).toBe(18); // CURLE_PARTIAL_FILE: fewer bytes than Content-Length
+  const [status, received] = stdout.toString().split(" ").map(Number) as [number, number];
+  expect(status).toBe(200);
+  expect(received).toBeLessThan(BIG);
+  await eventually(() => errors.length === 1, 5000, "onError told of the cut");
+});
+
+test("a client that goes away mid-download gives its connection back at once", async () => {
+  const doc = await ds.getRepository(StoredFile).save({ name: "left", content: Buffer.from(big) });
+  const controller = new AbortController();
+  const response = await fetch(`${server.url}/${doc.id}`, { signal: controller.signal });
+  const reader = response.body!.getReader();
+  const first = await reader.read();
+  expect(first.value!.length).toBeGreaterThan(0);
+  expect(checkedOut(ds)).toBe(1);
+  const left = Date.now();
+  controller.abort();
+  await eventually(() => checkedOut(ds) === 0, 2000, "the connection released");
+  expect(Date.now() - left).toBeLessThan(2000);
+  expect(errors).toEqual([]);
+  // The same object still serves in full.
+  const again = await fetch(`${server.url}/${doc.id}`);
+  expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(sha256(big));
+});
