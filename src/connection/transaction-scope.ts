@@ -27,6 +27,20 @@ interface ScopeOptions {
  */
 type Ownership = "joined" | "transaction" | "runner";
 
+/** Runners the library created for work of its own, which no caller's code issues statements on. */
+const privateRunners = new WeakSet<QueryRunner>();
+
+/**
+ * Marks a runner the library created and hands to TypeORM as the source of its own work (an
+ * upload's transaction): its streams may hold the connection between pieces, as on a runner the
+ * scope creates itself.
+ * @internal
+ */
+export function markPrivateRunner(runner: QueryRunner): QueryRunner {
+  privateRunners.add(runner);
+  return runner;
+}
+
 /**
  * Per client, how many times the server has reported "idle, no transaction" (ReadyForQuery 'I').
  * A change means the transaction a descriptor belongs to is over, whoever ended it; its descriptor
@@ -220,6 +234,15 @@ export class TransactionScope {
    */
   get endingStatement(): string | undefined {
     return this.readOnly ? this.commitStatement : undefined;
+  }
+
+  /**
+   * Whether the caller's code may send statements on this runner straight to pg, past the queue
+   * (TypeORM's own queries do): then nothing of ours may hold the connection while it waits for
+   * its producer or consumer, or such a statement would wait for a caller that waits for it.
+   */
+  get sharedWithCaller(): boolean {
+    return this.ownership !== "runner" && !privateRunners.has(this.runner);
   }
 
   /** Whether other work is queued behind the running task (a COPY holding the client blocks it). */

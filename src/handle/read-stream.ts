@@ -30,6 +30,11 @@ const PIECE_SIZE = 256 * 1024;
  * bounds the work a destroy costs while keeping statements rare enough not to matter.
  */
 const WINDOW_SIZE = 16 * 1024 * 1024;
+/**
+ * Bytes per COPY statement on a runner the caller also uses, where a window is never paused (see
+ * runCopy): it bounds what such a stream buffers beyond its highWaterMark.
+ */
+const SHARED_WINDOW_SIZE = 2 * 1024 * 1024;
 /** Bytes a stream buffers by default before it pauses the COPY. */
 const HIGH_WATER_MARK = 1024 * 1024;
 
@@ -112,7 +117,7 @@ export class LargeObjectReadStream extends Readable {
 
   private nextWindow(): void {
     const from = this.position;
-    const until = Math.min(this.endExclusive!, from + WINDOW_SIZE);
+    const until = Math.min(this.endExclusive!, from + (this.handle.scope.sharedWithCaller ? SHARED_WINDOW_SIZE : WINDOW_SIZE));
     if (from >= until) {
       this.finish();
       return;
@@ -150,11 +155,13 @@ export class LargeObjectReadStream extends Readable {
     // A paused COPY holds the client, so work queued behind it on the same connection (a write
     // stream fed by this one, in the same transaction) would wait for a consumer that waits for
     // it. With others waiting, the window is drained into the buffer instead: at most one window
-    // beyond highWaterMark.
+    // beyond highWaterMark. On a runner the caller also uses, its statements reach pg past our
+    // queue, unseen, so a window is never paused there.
+    const holds = !scope.sharedWithCaller;
     const decoder = new ByteaCopyDecoder((bytes) => {
       if (this.destroyed) return;
       this.bytesRead += bytes.length;
-      if (!this.push(bytes) && !scope.othersWaiting()) copy.pause();
+      if (!this.push(bytes) && holds && !scope.othersWaiting()) copy.pause();
     });
     let unreadable: unknown;
     const copy = new CopyOut(sql, (bytes) => {

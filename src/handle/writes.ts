@@ -155,7 +155,9 @@ export class PipelinedWriter {
     let run = this.run;
     if (run === undefined || !run.open) {
       const scope = this.scope;
-      const fresh = new LowriteRun(this.sql, this.fd, () => scope.othersWaiting());
+      // On a runner the caller also uses, an idle run ends at once: the caller's next statement
+      // may reach pg directly, behind the run, while the caller waits for it before writing more.
+      const fresh = new LowriteRun(this.sql, this.fd, () => scope.sharedWithCaller || scope.othersWaiting());
       run = this.run = fresh;
       const submitted = scope.exclusive((client: PgClient) => {
         // Work queued behind an idle run ends it, so that work does not wait for the next piece.

@@ -5,7 +5,7 @@ import { DataStore, ERRORS, Upload } from "@tus/server";
 import { invalidArgument } from "../errors";
 import { dataSourceOf, isDataSource } from "../connection/source";
 import { connectWithin } from "../connection/pool-acquire";
-import { TransactionScope } from "../connection/transaction-scope";
+import { TransactionScope, markPrivateRunner } from "../connection/transaction-scope";
 import { chunkToBuffer } from "../handle/content";
 import { LargeObject } from "../handle/large-object";
 import { INV_WRITE } from "../handle/modes";
@@ -299,7 +299,8 @@ export class LargeObjectTusStore extends DataStore {
   }
 
   private async openTransaction(): Promise<{ runner: QueryRunner; scope: TransactionScope }> {
-    const runner = this.source.createQueryRunner();
+    // Only this store's statements run on it, so a PATCH's writes may keep their run open between pieces.
+    const runner = markPrivateRunner(this.source.createQueryRunner());
     try {
       await connectWithin(runner, this.source);
       return { runner, scope: await TransactionScope.begin(runner, { transaction: true }) };
