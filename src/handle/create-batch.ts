@@ -9,8 +9,14 @@ interface Request {
 /** Content bytes per statement of a batch. */
 const BATCH_BYTES = 32 * 1024 * 1024;
 
+/** Requests that go in one statement, and their content bytes so far. */
+interface Batch {
+  requests: Request[];
+  bytes: number;
+}
+
 /** Per client, the batch that is waiting for its turn in the client's queue (not sent yet). */
-const open = new WeakMap<object, Request[]>();
+const open = new WeakMap<object, Batch>();
 
 /**
  * Creates an object holding `data` with `lo_from_bytea`, in one statement with every other such
@@ -23,31 +29,26 @@ const open = new WeakMap<object, Request[]>();
 export function createFromBytes(scope: TransactionScope, data: Buffer): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const waiting = open.get(scope.client);
-    if (waiting !== undefined && bytesOf(waiting) + data.length <= BATCH_BYTES) {
-      waiting.push({ data, resolve, reject });
+    if (waiting !== undefined && waiting.bytes + data.length <= BATCH_BYTES) {
+      waiting.requests.push({ data, resolve, reject });
+      waiting.bytes += data.length;
       return;
     }
-    const batch: Request[] = [{ data, resolve, reject }];
+    const batch: Batch = { requests: [{ data, resolve, reject }], bytes: data.length };
     open.set(scope.client, batch);
     scope
       .exclusive(async () => {
         if (open.get(scope.client) === batch) open.delete(scope.client);
-        return send(scope, batch);
+        return send(scope, batch.requests);
       })
       .then(
-        (oids) => batch.forEach((request, n) => request.resolve(oids[n]!)),
+        (oids) => batch.requests.forEach((request, n) => request.resolve(oids[n]!)),
         (err: unknown) => {
           if (open.get(scope.client) === batch) open.delete(scope.client);
-          batch.forEach((request) => request.reject(err));
+          batch.requests.forEach((request) => request.reject(err));
         },
       );
   });
-}
-
-function bytesOf(batch: Request[]): number {
-  let bytes = 0;
-  for (const request of batch) bytes += request.data.length;
-  return bytes;
 }
 
 /** One statement for the batch; already holding the client's turn, so it goes straight to the client. */
