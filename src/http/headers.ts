@@ -10,7 +10,8 @@ export const MAX_RANGES = 16;
 
 /** What a response describes: its validators and its type. */
 export interface Validators {
-  etag: string;
+  /** None when nothing identifies this content against other content of the same object. */
+  etag?: string | undefined;
   lastModified?: Date;
 }
 
@@ -44,14 +45,13 @@ export function toEntityTag(etag: string): string {
 }
 
 /**
- * A weak ETag from what identifies the content without reading it: the oid, the size and, when
- * the caller gives one, the modification time. Weak, because a rewrite in place that keeps the
- * size keeps it too; If-Range therefore never matches it and a resumed download starts over.
+ * A weak ETag from the oid, the size and the caller's modification time; none without that time.
+ * The oid and size alone would survive a rewrite in place that keeps the size, and a revalidating
+ * client would then be told its old copy is current. Weak, so If-Range never matches it.
  */
-export function derivedEntityTag(oid: number, size: number, lastModified?: Date): string {
-  const parts = [oid.toString(36), size.toString(36)];
-  if (lastModified !== undefined) parts.push(Math.floor(lastModified.getTime() / 1000).toString(36));
-  return `W/"${parts.join("-")}"`;
+export function derivedEntityTag(oid: number, size: number, lastModified: Date | undefined): string | undefined {
+  if (lastModified === undefined) return undefined;
+  return `W/"${[oid, size, Math.floor(lastModified.getTime() / 1000)].map((n) => n.toString(36)).join("-")}"`;
 }
 
 /** The Last-Modified value (whole seconds, as HTTP dates have). */
@@ -66,8 +66,8 @@ function tagList(value: string): string[] {
     .filter((t) => t.length > 0);
 }
 
-function strongMatch(a: string, b: string): boolean {
-  return !a.startsWith("W/") && !b.startsWith("W/") && a === b;
+function strongMatch(a: string, b: string | undefined): boolean {
+  return b !== undefined && !a.startsWith("W/") && !b.startsWith("W/") && a === b;
 }
 
 function seconds(date: Date): number {
@@ -96,7 +96,8 @@ export function evaluatePreconditions(headers: IncomingHttpHeaders, validators: 
   }
   const conditional = headers["if-none-match"] !== undefined || headers["if-modified-since"] !== undefined;
   if (!conditional) return "proceed";
-  const response: Record<string, string> = { etag: validators.etag };
+  const response: Record<string, string> = {};
+  if (validators.etag !== undefined) response.etag = validators.etag;
   if (validators.lastModified !== undefined) response["last-modified"] = httpDate(validators.lastModified);
   return fresh(headers, response) ? 304 : "proceed";
 }

@@ -36,7 +36,8 @@ export interface SendLargeObjectOptions<T extends ObjectLiteral> {
   cacheControl?: string | false;
   /**
    * A strong ETag for the content (bare or quoted). Without it, a column that tracks its SHA-256
-   * gives the strong ETag `"<sha256 hex>"`, and any other a weak one derived from the oid and size.
+   * gives the strong ETag `"<sha256 hex>"`; any other a weak one derived from the oid, the size and
+   * `lastModified`, and none without `lastModified` (a rewrite in place may keep oid and size).
    */
   etag?: string;
   /** When the content last changed: sent as Last-Modified and used by If-Modified-Since and If-Range. */
@@ -71,7 +72,8 @@ function answer(res: ServerResponse, status: number, headers: Record<string, str
 
 /** The headers every answer about the representation carries (200, 206, 304). */
 function validatorHeaders<T extends ObjectLiteral>(options: SendLargeObjectOptions<T>, validators: Validators): Record<string, string> {
-  const headers: Record<string, string> = { ETag: validators.etag };
+  const headers: Record<string, string> = {};
+  if (validators.etag !== undefined) headers.ETag = validators.etag;
   if (validators.lastModified !== undefined) headers["Last-Modified"] = httpDate(validators.lastModified);
   const cacheControl = options.cacheControl ?? "private, no-cache";
   if (cacheControl !== false) headers["Cache-Control"] = cacheControl;
@@ -122,7 +124,7 @@ export async function sendLargeObject<T extends ObjectLiteral>(
       }
     }
     let size: number;
-    let etag: string;
+    let etag: string | undefined;
     const held: unknown = options.entity[options.property];
     if (method === "HEAD" && tracked.size !== null && typeof held === "number") {
       // A tracked size answers HEAD without opening the object: no transaction, no connection.
