@@ -12,6 +12,8 @@ import { dropTusTable, leftovers, objectSha256 } from "../support/tus";
 
 const MiB = 1024 * 1024;
 const SIZE = 40 * MiB + 123;
+/** The app's sessions carry this name (pg reads PGAPPNAME): the worker's database has others. */
+const APP_NAME = "sample-app-resumable";
 
 let ds: DataSource | undefined;
 let app: SampleProcess | undefined;
@@ -23,7 +25,7 @@ beforeAll(async () => {
   if (!hasChromium) return;
   // The schema first, so that the app's synchronize finds it made.
   ds = await openOrmDataSource([Document]);
-  app = await startSampleProcess({ RESUMABLE_CHUNK_BYTES: String(2 * MiB), RESUMABLE_MIN_BYTES: String(8 * MiB) });
+  app = await startSampleProcess({ RESUMABLE_CHUNK_BYTES: String(2 * MiB), RESUMABLE_MIN_BYTES: String(8 * MiB), PGAPPNAME: APP_NAME });
   // A slow uplink, so that the page is reloaded with the upload part-way.
   proxy = await throttlingProxy(app.url, 8 * MiB);
   browser = await launchChromium();
@@ -39,12 +41,14 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Sessions of the app's other than idle ones: a request still holding its connection. */
-async function busySessions(source: DataSource): Promise<number> {
-  const rows: { n: string }[] = await source.query(
-    `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`,
+/** The app's sessions other than idle ones (a request still holding its connection), described. */
+async function busySessions(source: DataSource): Promise<string[]> {
+  const rows: { pid: number; state: string; query: string }[] = await source.query(
+    `SELECT pid, state, left(query, 120) AS query FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = $1 AND state <> 'idle'`,
+    [APP_NAME],
   );
-  return Number(rows[0]!.n);
+  return rows.map((r) => `${r.pid} ${r.state}: ${r.query}`);
 }
 
 browserTest("a large upload through tus resumes after a page reload, from where the server stopped", async () => {
@@ -92,6 +96,11 @@ browserTest("a large upload through tus resumes after a page reload, from where 
   // Adopted: no upload row, no staged object, no object without its document.
   expect(await leftovers(ds!)).toEqual({ uploads: 0, staged: 0 });
   expect(await countObjects(ds!)).toBe(1);
-  await eventually(async () => (await busySessions(ds!)) === 0, "every session of the app idle");
+  // The check sees the app: without its name on the sessions, it would pass having checked nothing.
+  expect(Number((await ds!.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [APP_NAME]))[0].n)).toBeGreaterThan(0);
+  let busy: string[] = [];
+  await eventually(async () => (busy = await busySessions(ds!)).length === 0, "every session of the app idle").catch((err: Error) => {
+    throw new Error(`${err.message}; still busy: ${busy.join("; ")}`);
+  });
   expect(await idleInTransaction(ds!)).toBe(0);
 }, 120_000);
