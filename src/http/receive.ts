@@ -272,12 +272,13 @@ export async function receiveLargeObject<T extends ObjectLiteral>(
   if (encoding !== undefined && encoding !== "" && encoding !== "identity") {
     throw httpRefusal("ERR_LO_HTTP_UNSUPPORTED_TYPE", `uploads with Content-Encoding ${encoding} are not accepted`);
   }
-  const declared = Number(headerValue(req.headers, "content-length"));
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    throw httpRefusal("ERR_LO_HTTP_TOO_LARGE", `the upload is larger than ${maxBytes} bytes`);
-  }
   const contentType = headerValue(req.headers, "content-type") ?? "application/octet-stream";
   const type = essence(contentType);
+  // A form's length also counts its delimiters and other fields: there only the file's bytes count.
+  const declared = Number(headerValue(req.headers, "content-length"));
+  if (type !== "multipart/form-data" && Number.isFinite(declared) && declared > maxBytes) {
+    throw httpRefusal("ERR_LO_HTTP_TOO_LARGE", `the upload is larger than ${maxBytes} bytes`);
+  }
   if (type === "application/x-www-form-urlencoded" || (type.startsWith("multipart/") && type !== "multipart/form-data")) {
     throw httpRefusal("ERR_LO_HTTP_UNSUPPORTED_TYPE", `a ${type} body cannot carry a file`);
   }

@@ -97,6 +97,15 @@ test("a form with fields and no file is 400 (ERR_LO_HTTP_NO_FILE)", async () => 
   await expectNothingStored(ds);
 });
 
+test("a form whose file is exactly maxBytes is stored: its delimiters and other fields do not count", async () => {
+  const bytes = randomBytes(4 * 1024 * 1024, 63);
+  const path = await fileOf("exact.bin", bytes);
+  const { stdout } = await curl(["-H", "Expect:", "-F", `title=${"t".repeat(1000)}`, "-F", `file=@${path}`, `${server.url}/`]);
+  const saved = JSON.parse(stdout.toString()) as { oid: number; name: string };
+  expect(saved.name).toBe("exact.bin");
+  expect((await objectBytes(ds, saved.oid)).equals(bytes)).toBe(true);
+});
+
 test("a form over maxBytes is 413", async () => {
   const path = await fileOf("big.bin", randomBytes(5 * 1024 * 1024, 61));
   const { stdout } = await curl(["-H", "Expect:", "-F", `file=@${path}`, `${server.url}/`]);
