@@ -1,9 +1,7 @@
 import { connect } from "node:net";
 import type { DataSource } from "typeorm";
-import { countObjects, idleInTransaction } from "./database";
+import { countObjects } from "./database";
 import { countRecords } from "./cleanup";
-import { eventually } from "./http-server";
-import { checkedOut } from "./pool";
 
 /** One part of a multipart/form-data body. */
 export interface Part {
@@ -41,12 +39,6 @@ export function sendAndVanish(url: string, head: string, partial: Buffer, afterM
     socket.write(partial);
     setTimeout(() => socket.destroy(), afterMs);
   });
-}
-
-/** Every connection back in the pool and no session idle in a transaction. */
-export async function expectConnectionsBack(ds: DataSource, admin: DataSource): Promise<void> {
-  await eventually(() => checkedOut(ds) === 0, 5000, "every connection back in the pool");
-  expect(await idleInTransaction(admin)).toBe(0);
 }
 
 /** No large object and no record of one exists. */
