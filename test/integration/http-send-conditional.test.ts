@@ -1,9 +1,8 @@
 import type { DataSource } from "typeorm";
 import { sendLargeObject } from "../../src/http";
 import { randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
 import { curl, curlHeaders, sha256, startServer, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 /**
@@ -19,26 +18,24 @@ let ds: DataSource;
 let server: TestServer;
 let file: StoredFile;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  file = await ds.getRepository(StoredFile).save({ name: "c.bin", content: Buffer.from(bytes) });
-  server = await startServer(async (req, res) => {
-    const url = new URL(req.url!, "http://x");
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
-    const etag = url.searchParams.get("etag") ?? undefined;
-    await sendLargeObject(req, res, {
-      source: ds,
-      entity: row,
-      property: "content",
-      lastModified: MODIFIED,
-      ...(etag === undefined ? {} : { etag }),
+useStoredFiles((opened) => (ds = opened), {
+  checkClean: true,
+  setUp: async () => {
+    file = await ds.getRepository(StoredFile).save({ name: "c.bin", content: Buffer.from(bytes) });
+    server = await startServer(async (req, res) => {
+      const url = new URL(req.url!, "http://x");
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
+      const etag = url.searchParams.get("etag") ?? undefined;
+      await sendLargeObject(req, res, {
+        source: ds,
+        entity: row,
+        property: "content",
+        lastModified: MODIFIED,
+        ...(etag === undefined ? {} : { etag }),
+      });
     });
-  });
-});
-afterEach(() => expect(checkedOut(ds)).toBe(0));
-afterAll(async () => {
-  await server.close();
-  await dropAll(ds);
+  },
+  tearDown: () => server.close(),
 });
 
 test("the derived ETag is weak; If-None-Match with it gives 304 without a body, and a changed object a new tag", async () => {
