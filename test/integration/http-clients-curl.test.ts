@@ -34,8 +34,6 @@ function cutResponseAfter(res: import("node:http").ServerResponse, limit: number
 
 const files = useTempFiles("tlo-curl-");
 useStoredFiles((opened) => (ds = opened), {
-  checkClean: true,
-  settleMs: 5000,
   setUp: async () => {
     const file = await ds.getRepository(StoredFile).save({ name: "data.bin", content: Buffer.from(bytes) });
     server = await startServer(async (req, res) => {

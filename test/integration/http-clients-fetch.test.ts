@@ -3,12 +3,9 @@ import { sendLargeObject } from "../../src/http";
 import { randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { readByteranges } from "../support/byteranges";
-import { eventually, startServer, type TestServer } from "../support/http-server";
+import { eventually, revalidate, startServer, type TestServer } from "../support/http-server";
 import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
-
-/** fetch (undici) sends Cache-Control: no-cache with conditional headers unless told otherwise; a cache revalidating says max-age=0. */
-const revalidate = (headers: Record<string, string>): Record<string, string> => ({ "Cache-Control": "max-age=0", ...headers });
 
 const SIZE = 300_000;
 const bytes = randomBytes(SIZE, 80);
@@ -18,8 +15,6 @@ let server: TestServer;
 let url: string;
 
 useStoredFiles((opened) => (ds = opened), {
-  checkClean: true,
-  settleMs: 5000,
   setUp: async () => {
     const file = await ds.getRepository(StoredFile).save({ name: "f.bin", content: Buffer.from(bytes) });
     server = await startServer(async (req, res) => {

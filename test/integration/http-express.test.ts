@@ -55,8 +55,6 @@ function createApp(): express.Express {
 
 const files = useTempFiles("tlo-express-");
 useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
-  checkClean: true,
-  settleMs: 5000,
   clear: true,
   setUp: async () => {
     server = await listen(createServer(createApp()));

@@ -18,6 +18,7 @@ let port: number;
 const serverFailures: unknown[] = [];
 
 useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
   setUp: async () => {
     server = await startReceiver(
       () => ({ source: ds, maxBytes: 64 * 1024, values: ({ filename }) => ({ name: filename ?? UNNAMED }) }),

@@ -23,6 +23,7 @@ let weak: string;
 const failures: unknown[] = [];
 
 useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
   setUp: async () => {
     id = (await ds.getRepository(StoredFile).save({ name: "fuzz.bin", content: Buffer.from(content) })).id;
     server = await startServer(async (req, res) => {

@@ -1,11 +1,10 @@
-import { connect } from "node:net";
 import { readFile } from "node:fs/promises";
 import type { DataSource } from "typeorm";
 import { discardStagedObject, oidOf } from "../../src";
 import { countObjects, databaseUrl, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { curl, curlHeaders, eventually, sha256, useTempFiles } from "../support/http-server";
 import { startScript, type ScriptProcess } from "../support/sample-process";
-import { clearAll, expectNoObjects, formBody, sendAndVanish } from "../support/frameworks";
+import { clearAll, expectNoObjects, formBody, readAndVanish, sendAndVanish } from "../support/frameworks";
 import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
@@ -37,7 +36,7 @@ async function newFailures(): Promise<string[]> {
 }
 
 const files = useTempFiles("tlo-nest-");
-useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), { tearDown: async () => app?.stop() });
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), { checkClean: false, tearDown: async () => app?.stop() });
 beforeAll(async () => {
   app = await startScript("test/integration/fixtures/nest-app.mts", {
     args: [databaseUrl()],
@@ -107,17 +106,7 @@ test("StreamableFile over a read stream sends the bytes; an aborted client gives
   expect(res.headers.get("content-type")).toBe("application/octet-stream");
   expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(sha256(bytes));
 
-  await new Promise<void>((resolve) => {
-    const socket = connect(Number(new URL(parsing).port), "127.0.0.1");
-    let received = 0;
-    socket.on("data", (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > 128 * 1024) socket.destroy();
-    });
-    socket.on("error", () => undefined);
-    socket.on("close", () => resolve());
-    socket.write(`GET /documents/${saved.id}/stream HTTP/1.1\r\nHost: x\r\n\r\n`);
-  });
+  await readAndVanish(parsing, `/documents/${saved.id}/stream`, 128 * 1024);
   await eventually(async () => (await state()).checkedOut === 0, 3000, "the stream's connection back in the pool");
 
   const empty = await ds.getRepository(StoredFile).save({ name: "nothing", content: null });

@@ -12,8 +12,6 @@ let failures: unknown[] = [];
 
 const files = useTempFiles("tlo-form-");
 useStoredFiles((opened) => (ds = opened), {
-  checkClean: true,
-  settleMs: 5000,
   clear: true,
   setUp: async () => {
     server = await startReceiver(

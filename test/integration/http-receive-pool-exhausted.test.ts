@@ -15,6 +15,7 @@ let server: TestServer;
 let failures: unknown[] = [];
 
 useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
   setUp: async () => {
     // The tables come from a data source of its own; the one under test has a single connection.
     small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-receive-small" }));

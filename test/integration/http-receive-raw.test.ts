@@ -16,8 +16,6 @@ let failures: unknown[] = [];
 
 const files = useTempFiles("tlo-up-");
 useStoredFiles((opened) => (ds = opened), {
-  checkClean: true,
-  settleMs: 5000,
   clear: true,
   setUp: async () => {
     server = await startReceiver(

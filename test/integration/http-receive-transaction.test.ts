@@ -11,8 +11,6 @@ let ds: DataSource;
 let server: TestServer;
 
 useStoredFiles((opened) => (ds = opened), {
-  checkClean: true,
-  settleMs: 5000,
   clear: true,
   setUp: async () => {
     server = await startServer(async (req, res) => {

@@ -17,6 +17,7 @@ let errors: unknown[] = [];
 let source: () => DataSource = () => ds;
 
 useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
   poolSize: 4,
   setUp: async () => {
     // One connection, and an acquire timeout short enough for a test.

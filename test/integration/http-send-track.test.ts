@@ -3,12 +3,9 @@ import { LargeObjectRepository, oidOf } from "../../src";
 import { receiveLargeObject, sendLargeObject } from "../../src/http";
 import { objectBytes, randomBytes } from "../support/database";
 import { expectNothingLost } from "../support/cleanup";
-import { curl, curlHeaders, sha256, startServer, type TestServer } from "../support/http-server";
+import { curl, curlHeaders, revalidate, sha256, startServer, type TestServer } from "../support/http-server";
 import { useDataSource } from "../support/use-data-source";
 import { TrackedFile } from "./fixtures/tracked";
-
-/** fetch adds Cache-Control: no-cache to conditional requests; a browser revalidating says max-age=0. */
-const revalidate = (headers: Record<string, string>): Record<string, string> => ({ "Cache-Control": "max-age=0", ...headers });
 
 const bytes = randomBytes(300_000, 31);
 let ds: DataSource;

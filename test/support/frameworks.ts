@@ -41,6 +41,25 @@ export function sendAndVanish(url: string, head: string, partial: Buffer, afterM
   });
 }
 
+/**
+ * Asks for `path` over a fresh connection and goes away once more than `afterBytes` bytes of the
+ * answer have arrived: a client that leaves mid-download. Resolves once the socket is closed.
+ */
+export function readAndVanish(url: string, path: string, afterBytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    let received = 0;
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > afterBytes) socket.destroy();
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve());
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  });
+}
+
 /** No large object and no record of one exists. */
 export async function expectNoObjects(ds: DataSource): Promise<void> {
   expect(await countObjects(ds)).toBe(0);

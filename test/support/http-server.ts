@@ -42,6 +42,15 @@ export async function listen(server: Server): Promise<TestServer> {
   };
 }
 
+/**
+ * Request headers with Cache-Control: max-age=0 added, as a browser revalidating its cache sends
+ * them: fetch (undici) otherwise adds no-cache to a conditional request, an end-to-end reload that
+ * is always answered in full.
+ */
+export function revalidate(headers: Record<string, string>): Record<string, string> {
+  return { "Cache-Control": "max-age=0", ...headers };
+}
+
 /** sha256 in hex. */
 export function sha256(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");

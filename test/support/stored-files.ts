@@ -10,16 +10,19 @@ import { useDataSource, type UseDataSourceOptions } from "./use-data-source";
 
 /**
  * Gives an HTTP test file its data source over StoredFile and a plain one beside it that observes
- * the first from outside its pool (both handed to `assign`). With `clear`, the rows, records and
- * objects are removed after each test (after the clean-up checks), so the next one starts empty.
+ * the first from outside its pool (both handed to `assign`). After each test, unless `checkClean`
+ * is false, every connection is back in the pool (within `settleMs`, 5 s unless told otherwise:
+ * the server in the test's process may still be finishing a response) and the observer sees no
+ * session idle in a transaction. With `clear`, the rows, records and objects are then removed, so
+ * the next test starts empty.
  */
 export function useStoredFiles(
   assign: (ds: DataSource, admin: DataSource) => void,
   options: Omit<UseDataSourceOptions, "orm" | "admin" | "schemas" | "triggers"> & { clear?: boolean } = {},
 ): void {
-  const { clear = false, ...rest } = options;
+  const { clear = false, checkClean = true, settleMs = 5000, ...rest } = options;
   let ds: DataSource;
-  useDataSource((opened) => (ds = opened), { ...rest, orm: [StoredFile], admin: (admin) => assign(ds, admin) });
+  useDataSource((opened) => (ds = opened), { ...rest, checkClean, settleMs, orm: [StoredFile], admin: (admin) => assign(ds, admin) });
   if (clear) afterEach(() => clearAll(ds, ["http_file"]));
 }
 
