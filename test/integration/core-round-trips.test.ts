@@ -1,9 +1,8 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Client } from "pg";
 import type { DataSource } from "typeorm";
 import { LargeObject, LargeObjectRepository, isLargeObjectError } from "../../src";
-import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
+import { clientQueries, countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain } from "../support/streams";
 import { Document } from "./fixtures/documents";
@@ -14,20 +13,7 @@ useDataSource((opened) => (ds = opened), { orm: [Document], poolSize: 3 });
 
 /** The text of every query the pg clients were given while `work` ran: one round trip each. */
 async function roundTrips(work: () => Promise<unknown>): Promise<string[]> {
-  const seen: string[] = [];
-  const proto = Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const original = proto.query;
-  proto.query = function (this: unknown, ...args: unknown[]) {
-    const first = args[0];
-    seen.push(typeof first === "string" ? first : String((first as { text?: unknown })?.text ?? first?.constructor.name));
-    return original.apply(this, args);
-  };
-  try {
-    await work();
-  } finally {
-    proto.query = original;
-  }
-  return seen;
+  return (await clientQueries(work)).map(({ text, query }) => text ?? String((query as object | undefined)?.constructor.name));
 }
 
 async function expectNothingLeft(): Promise<void> {

@@ -1,23 +1,18 @@
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile, stat } from "node:fs/promises";
 import type { DataSource } from "typeorm";
 import { sendLargeObject } from "../../src/http";
-import { idleInTransaction, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
+import { randomBytes } from "../support/database";
 import { readByteranges } from "../support/byteranges";
-import { curl, curlHeaders, eventually, sha256, startServer, type TestServer } from "../support/http-server";
+import { curl, curlHeaders, eventually, sha256, startServer, useTempFiles, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 const SIZE = 2 * 1024 * 1024 + 777;
 const bytes = randomBytes(SIZE, 70);
 const MODIFIED = new Date("2026-07-08T09:10:11Z");
 let ds: DataSource;
-let admin: DataSource;
 let server: TestServer;
 let url: string;
-let dir: string;
 /** Every request the server answered: its Range header and status. */
 let seen: { range: string | undefined; status: number }[] = [];
 /** When set, the next response is cut by the server once this many body bytes have been flushed. */
@@ -37,40 +32,31 @@ function cutResponseAfter(res: import("node:http").ServerResponse, limit: number
   }) as typeof res.write;
 }
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "tlo-curl-"));
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  const file = await ds.getRepository(StoredFile).save({ name: "data.bin", content: Buffer.from(bytes) });
-  server = await startServer(async (req, res) => {
-    res.on("close", () => seen.push({ range: req.headers.range, status: res.statusCode }));
-    if (cutAfter !== undefined) {
-      cutResponseAfter(res, cutAfter);
-      cutAfter = undefined;
-    }
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
-    await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-curl", etag: "v1", lastModified: MODIFIED });
-  });
-  url = `${server.url}/${file.id}`;
+const files = useTempFiles("tlo-curl-");
+useStoredFiles((opened) => (ds = opened), {
+  setUp: async () => {
+    const file = await ds.getRepository(StoredFile).save({ name: "data.bin", content: Buffer.from(bytes) });
+    server = await startServer(async (req, res) => {
+      res.on("close", () => seen.push({ range: req.headers.range, status: res.statusCode }));
+      if (cutAfter !== undefined) {
+        cutResponseAfter(res, cutAfter);
+        cutAfter = undefined;
+      }
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
+      await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-curl", etag: "v1", lastModified: MODIFIED });
+    });
+    url = `${server.url}/${file.id}`;
+  },
+  tearDown: async () => server?.close(),
 });
 beforeEach(() => {
   seen = [];
 });
-afterEach(async () => {
-  await eventually(() => checkedOut(ds) === 0, 5000, "every connection back in the pool");
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await server?.close();
-  await admin?.destroy();
-  await dropAll(ds);
-  await rm(dir, { recursive: true, force: true });
-});
 
 test("curl -r with several ranges gets multipart/byteranges whose parts are the bytes asked for", async () => {
-  const { code, stdout } = await curl(["-D", join(dir, "multi.headers"), "-r", "0-99,1000000-1000999,-50", url]);
+  const { code, stdout } = await curl(["-D", files.path("multi.headers"), "-r", "0-99,1000000-1000999,-50", url]);
   expect(code).toBe(0);
-  const { status, headers } = curlHeaders(await readFile(join(dir, "multi.headers"), "latin1"));
+  const { status, headers } = curlHeaders(await readFile(files.path("multi.headers"), "latin1"));
   expect(status).toBe(206);
   expect(headers.get("content-length")).toBe(String(stdout.length));
   const parts = readByteranges(stdout, headers.get("content-type")!);
@@ -81,13 +67,13 @@ test("curl -r with several ranges gets multipart/byteranges whose parts are the 
   ]);
   for (const part of parts) expect(part.data.equals(bytes.subarray(part.start, part.end + 1))).toBe(true);
   // Overlapping ranges merge into one part, which is then a plain 206.
-  const merged = await curl(["-D", "-", "-o", join(dir, "merged.bin"), "-r", "0-10,5-20", url]);
+  const merged = await curl(["-D", "-", "-o", files.path("merged.bin"), "-r", "0-10,5-20", url]);
   expect(curlHeaders(merged.stdout.toString()).headers.get("content-range")).toBe(`bytes 0-20/${SIZE}`);
-  expect((await readFile(join(dir, "merged.bin"))).equals(bytes.subarray(0, 21))).toBe(true);
+  expect((await readFile(files.path("merged.bin"))).equals(bytes.subarray(0, 21))).toBe(true);
 });
 
 test("a curl download cut off mid-body resumes with -C - to an identical file, from where it stopped", async () => {
-  const target = join(dir, "resumed.bin");
+  const target = files.path("resumed.bin");
   // The server drops the connection a megabyte in: curl keeps what it had (exit 18, partial file).
   cutAfter = 1024 * 1024;
   const cut = await curl(["-o", target, url]);
@@ -112,18 +98,18 @@ test("a curl download cut off mid-body resumes with -C - to an identical file, f
 });
 
 test("curl -z sends If-Modified-Since (304, nothing written) and -z -date If-Unmodified-Since (412)", async () => {
-  const fresh = await curl(["-D", "-", "-o", join(dir, "fresh.bin"), "-z", MODIFIED.toUTCString(), url]);
+  const fresh = await curl(["-D", "-", "-o", files.path("fresh.bin"), "-z", MODIFIED.toUTCString(), url]);
   expect(curlHeaders(fresh.stdout.toString()).status).toBe(304);
-  const older = await curl(["-o", join(dir, "older.bin"), "-z", new Date(MODIFIED.getTime() - 60_000).toUTCString(), url]);
+  const older = await curl(["-o", files.path("older.bin"), "-z", new Date(MODIFIED.getTime() - 60_000).toUTCString(), url]);
   expect(older.code).toBe(0);
-  expect(sha256(await readFile(join(dir, "older.bin")))).toBe(sha256(bytes));
+  expect(sha256(await readFile(files.path("older.bin")))).toBe(sha256(bytes));
   const unmodified = await curl(["-D", "-", "-o", "/dev/null", "-z", `-${new Date(MODIFIED.getTime() - 60_000).toUTCString()}`, url]);
   expect(curlHeaders(unmodified.stdout.toString()).status).toBe(412);
 });
 
 test("curl --etag-save then --etag-compare revalidates with the saved ETag: 304", async () => {
-  const etagFile = join(dir, "etag.txt");
-  const first = await curl(["--etag-save", etagFile, "-o", join(dir, "etag.bin"), url]);
+  const etagFile = files.path("etag.txt");
+  const first = await curl(["--etag-save", etagFile, "-o", files.path("etag.bin"), url]);
   expect(first.code).toBe(0);
   expect((await readFile(etagFile, "utf8")).trim()).toBe('"v1"');
   const second = await curl(["--etag-compare", etagFile, "-D", "-", "-o", "/dev/null", url]);

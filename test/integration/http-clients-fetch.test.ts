@@ -1,41 +1,29 @@
 import type { DataSource } from "typeorm";
 import { sendLargeObject } from "../../src/http";
-import { idleInTransaction, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { readByteranges } from "../support/byteranges";
-import { eventually, startServer, type TestServer } from "../support/http-server";
+import { eventually, revalidate, startServer, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
-
-/** fetch (undici) sends Cache-Control: no-cache with conditional headers unless told otherwise; a cache revalidating says max-age=0. */
-const revalidate = (headers: Record<string, string>): Record<string, string> => ({ "Cache-Control": "max-age=0", ...headers });
 
 const SIZE = 300_000;
 const bytes = randomBytes(SIZE, 80);
 const MODIFIED = new Date("2026-09-10T11:12:13Z");
 let ds: DataSource;
-let admin: DataSource;
 let server: TestServer;
 let url: string;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  const file = await ds.getRepository(StoredFile).save({ name: "f.bin", content: Buffer.from(bytes) });
-  server = await startServer(async (req, res) => {
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
-    await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-fetch", etag: "v1", lastModified: MODIFIED });
-  });
-  url = `${server.url}/${file.id}`;
-});
-afterEach(async () => {
-  await eventually(() => checkedOut(ds) === 0, 5000, "every connection back in the pool");
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await server?.close();
-  await admin?.destroy();
-  await dropAll(ds);
+useStoredFiles((opened) => (ds = opened), {
+  setUp: async () => {
+    const file = await ds.getRepository(StoredFile).save({ name: "f.bin", content: Buffer.from(bytes) });
+    server = await startServer(async (req, res) => {
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
+      await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-fetch", etag: "v1", lastModified: MODIFIED });
+    });
+    url = `${server.url}/${file.id}`;
+  },
+  tearDown: async () => server?.close(),
 });
 
 test("a fresh validator beats Range: If-None-Match (weak comparison, or *) and If-Modified-Since give 304, not 206", async () => {

@@ -1,25 +1,22 @@
-import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
 import express, { type NextFunction, type Request, type Response } from "express";
 import multer, { MulterError } from "multer";
 import type { DataSource } from "typeorm";
 import { LargeObjectError, discardStagedObject, oidOf, sweepOrphans } from "../../src";
 import { httpStatusOf, largeObjectStorage, sendLargeObject, isLargeObjectFile } from "../../src/http";
-import { countObjects, objectBytes, objectExists, openDataSource, randomBytes } from "../support/database";
+import { countObjects, objectBytes, objectExists, randomBytes } from "../support/database";
 import { countRecords } from "../support/cleanup";
-import { curl, curlHeaders, eventually, sha256 } from "../support/http-server";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { clearAll, expectConnectionsBack, expectNoObjects, formBody, sendAndVanish } from "../support/frameworks";
+import { curl, curlHeaders, eventually, listen, sha256, useTempFiles, type TestServer } from "../support/http-server";
+import { expectNoObjects, formBody, sendAndVanish } from "../support/frameworks";
+import { expectConnectionsBack } from "../support/pool";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
 let admin: DataSource;
-let server: Server;
+let server: TestServer;
 let url: string;
-let dir: string;
 let failures: unknown[] = [];
 
 const MAX = 1024 * 1024;
@@ -56,36 +53,20 @@ function createApp(): express.Express {
   return app;
 }
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  dir = await mkdtemp(join(tmpdir(), "tlo-express-"));
-  server = createApp().listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+const files = useTempFiles("tlo-express-");
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  clear: true,
+  setUp: async () => {
+    server = await listen(createServer(createApp()));
+    url = server.url;
+  },
+  tearDown: () => server.close(),
 });
 beforeEach(() => (failures = []));
-afterEach(async () => {
-  await expectConnectionsBack(ds, admin);
-  await clearAll(ds, ["http_file"]);
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  await rm(dir, { recursive: true, force: true });
-  await admin.destroy();
-  await dropAll(ds);
-});
-
-async function fileOf(name: string, bytes: Buffer): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, bytes);
-  return path;
-}
 
 test("curl -F streams a file into a staged object that save() adopts, and curl -r reads a range back", async () => {
   const bytes = randomBytes(MAX - 5, 70);
-  const path = await fileOf("report.pdf", bytes);
+  const path = await files.write("report.pdf", bytes);
   const { code, stdout } = await curl(["-F", "title=quarterly", "-F", `file=@${path};type=application/pdf`, `${url}/documents`]);
   expect(code).toBe(0);
   const body = JSON.parse(stdout.toString()) as { id: number; oid: number; size: number; sha256: string };
@@ -98,7 +79,7 @@ test("curl -F streams a file into a staged object that save() adopts, and curl -
   expect(await discardStagedObject(ds, body.oid)).toBe(false);
   expect(await objectExists(ds, body.oid)).toBe(true);
 
-  const ranged = await curl(["-D", "-", "-o", join(dir, "part.bin"), "-r", "1000-204999", `${url}/documents/${body.id}`]);
+  const ranged = await curl(["-D", "-", "-o", files.path("part.bin"), "-r", "1000-204999", `${url}/documents/${body.id}`]);
   const { status, headers } = curlHeaders(ranged.stdout.toString());
   expect(status).toBe(206);
   expect(headers.get("content-range")).toBe(`bytes 1000-204999/${bytes.length}`);
@@ -106,14 +87,14 @@ test("curl -F streams a file into a staged object that save() adopts, and curl -
   const whole = await fetch(`${url}/documents/${body.id}`);
   expect(whole.headers.get("content-length")).toBe(String(bytes.length));
   expect(sha256(Buffer.from(await whole.arrayBuffer()))).toBe(sha256(bytes));
-  expect(sha256(await readFile(join(dir, "part.bin")))).toBe(sha256(bytes.subarray(1000, 205000)));
+  expect(sha256(await readFile(files.path("part.bin")))).toBe(sha256(bytes.subarray(1000, 205000)));
   expect(failures).toEqual([]);
 });
 
 test("files the handler never adopts stay staged with their bytes, and the sweep removes them after the grace period", async () => {
   const a = randomBytes(300 * 1024, 79);
   const b = randomBytes(1, 80);
-  const paths = [await fileOf("a.bin", a), await fileOf("b.bin", b)];
+  const paths = [await files.write("a.bin", a), await files.write("b.bin", b)];
   const { stdout } = await curl([...paths.flatMap((p) => ["-F", `files=@${p}`]), `${url}/pairs`]);
   const oids = JSON.parse(stdout.toString()) as number[];
   expect(oids).toHaveLength(2);
@@ -130,8 +111,8 @@ test("files the handler never adopts stay staged with their bytes, and the sweep
 });
 
 test("two files whose second is over maxBytes are 413, and the first one's object is removed at once", async () => {
-  const first = await fileOf("small.bin", randomBytes(100 * 1024, 71));
-  const second = await fileOf("big.bin", randomBytes(MAX + 1, 72));
+  const first = await files.write("small.bin", randomBytes(100 * 1024, 71));
+  const second = await files.write("big.bin", randomBytes(MAX + 1, 72));
   const { stdout } = await curl(["-H", "Expect:", "-F", `files=@${first}`, "-F", `files=@${second}`, `${url}/pairs`]);
   expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_LARGE");
   expect(failures.map(httpStatusOf)).toEqual([413]);
@@ -139,15 +120,15 @@ test("two files whose second is over maxBytes are 413, and the first one's objec
 });
 
 test("a file over multer's own limits.fileSize is 413 (LIMIT_FILE_SIZE), and the file before it is removed", async () => {
-  const first = await fileOf("a.bin", randomBytes(1000, 73));
-  const second = await fileOf("b.bin", randomBytes(64 * 1024 + 1, 74));
+  const first = await files.write("a.bin", randomBytes(1000, 73));
+  const second = await files.write("b.bin", randomBytes(64 * 1024 + 1, 74));
   const { stdout } = await curl(["-H", "Expect:", "-F", `files=@${first}`, "-F", `files=@${second}`, `${url}/limited`]);
   expect(stdout.toString()).toBe("LIMIT_FILE_SIZE");
   await expectNoObjects(ds);
 });
 
 test("three files where multer allows two are 400 (LIMIT_UNEXPECTED_FILE) with nothing left", async () => {
-  const paths = await Promise.all([0, 1, 2].map((n) => fileOf(`f${n}.bin`, randomBytes(20_000, 75 + n))));
+  const paths = await Promise.all([0, 1, 2].map((n) => files.write(`f${n}.bin`, randomBytes(20_000, 75 + n))));
   const { stdout } = await curl([...paths.flatMap((p) => ["-F", `files=@${p}`]), `${url}/pairs`]);
   expect(stdout.toString()).toBe("LIMIT_UNEXPECTED_FILE");
   await expectNoObjects(ds);
@@ -162,7 +143,7 @@ test("a client that goes away mid-file leaves no object and no record, and the s
   await expectConnectionsBack(ds, admin);
   await eventually(async () => (await countObjects(ds)) === 0 && (await countRecords(ds)) === 0, 5000, "nothing left");
   expect(await ds.getRepository(StoredFile).count()).toBe(0);
-  const small = await fileOf("after.txt", Buffer.from("still here"));
+  const small = await files.write("after.txt", Buffer.from("still here"));
   const after = await curl(["-F", `file=@${small}`, `${url}/documents`]);
   expect(JSON.parse(after.stdout.toString())).toMatchObject({ size: 10 });
 });

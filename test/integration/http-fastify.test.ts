@@ -1,23 +1,19 @@
-import { connect } from "node:net";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { DataSource } from "typeorm";
 import { oidOf } from "../../src";
 import { httpStatusOf, receiveLargeObject, sendLargeObject } from "../../src/http";
-import { objectBytes, openDataSource, randomBytes } from "../support/database";
-import { curl, curlHeaders, eventually, sha256 } from "../support/http-server";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
-import { clearAll, expectConnectionsBack, expectNoObjects, sendAndVanish } from "../support/frameworks";
+import { objectBytes, randomBytes } from "../support/database";
+import { curl, curlHeaders, eventually, sha256, useTempFiles } from "../support/http-server";
+import { checkedOut, expectConnectionsBack } from "../support/pool";
+import { expectNoObjects, readAndVanish, sendAndVanish } from "../support/frameworks";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
 let admin: DataSource;
 let app: FastifyInstance;
 let url: string;
-let dir: string;
 let failures: unknown[] = [];
 
 const MAX = 4 * 1024 * 1024;
@@ -62,34 +58,20 @@ async function createApp(): Promise<FastifyInstance> {
   return fastify;
 }
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  dir = await mkdtemp(join(tmpdir(), "tlo-fastify-"));
-  app = await createApp();
-  url = await app.listen({ port: 0, host: "127.0.0.1" });
+const files = useTempFiles("tlo-fastify-");
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  clear: true,
+  setUp: async () => {
+    app = await createApp();
+    url = await app.listen({ port: 0, host: "127.0.0.1" });
+  },
+  tearDown: () => app.close(),
 });
 beforeEach(() => (failures = []));
-afterEach(async () => {
-  await expectConnectionsBack(ds, admin);
-  await clearAll(ds, ["http_file"]);
-});
-afterAll(async () => {
-  await app.close();
-  await rm(dir, { recursive: true, force: true });
-  await admin.destroy();
-  await dropAll(ds);
-});
-
-async function fileOf(name: string, bytes: Buffer): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, bytes);
-  return path;
-}
 
 test("a raw octet-stream upload, a JSON body and a form reach receiveLargeObject unread and are stored byte-exact", async () => {
   const bytes = randomBytes(MAX - 1, 80);
-  const path = await fileOf("video.bin", bytes);
+  const path = await files.write("video.bin", bytes);
   const raw = await curl([
     "-H", "Content-Type: application/octet-stream",
     "-H", 'Content-Disposition: attachment; filename="video.bin"',
@@ -107,7 +89,7 @@ test("a raw octet-stream upload, a JSON body and a form reach receiveLargeObject
 
   // A form's Content-Length counts its delimiters too, so this file stays clear of the limit.
   const formBytes = bytes.subarray(0, MAX / 2);
-  const formPath = await fileOf("form.bin", formBytes);
+  const formPath = await files.write("form.bin", formBytes);
   const form = await curl(["-F", `file=@${formPath}`, `${url}/files`]);
   expect(sha256(await objectBytes(ds, (JSON.parse(form.stdout.toString()) as { oid: number }).oid))).toBe(sha256(formBytes));
   // The other routes keep Fastify's parsers.
@@ -119,7 +101,7 @@ test("a raw octet-stream upload, a JSON body and a form reach receiveLargeObject
 });
 
 test("an upload over maxBytes is 413 through the error handler and leaves nothing", async () => {
-  const path = await fileOf("big.bin", randomBytes(MAX + 1, 81));
+  const path = await files.write("big.bin", randomBytes(MAX + 1, 81));
   const { stdout } = await curl(["-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-w", " %{http_code}", "--data-binary", `@${path}`, `${url}/files`]);
   expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_LARGE 413");
   expect(await ds.getRepository(StoredFile).count()).toBe(0);
@@ -144,7 +126,7 @@ test("downloads through the hijacked reply: whole, a range with curl -r, HEAD wi
   expect(whole.headers.get("content-type")).toBe("video/mp4");
   expect(sha256(Buffer.from(await whole.arrayBuffer()))).toBe(sha256(bytes));
 
-  const out = join(dir, "range.bin");
+  const out = files.path("range.bin");
   const ranged = await curl(["-D", "-", "-o", out, "-r", "2000000-", `${url}/files/${saved.id}`]);
   const { status, headers } = curlHeaders(ranged.stdout.toString());
   expect(status).toBe(206);
@@ -161,17 +143,7 @@ test("downloads through the hijacked reply: whole, a range with curl -r, HEAD wi
 test("a client that goes away mid-download gives the connection back at once", async () => {
   const bytes = randomBytes(16 * 1024 * 1024, 84);
   const saved = await ds.getRepository(StoredFile).save({ name: "big.bin", content: bytes });
-  await new Promise<void>((resolve) => {
-    const socket = connect(Number(new URL(url).port), "127.0.0.1");
-    let received = 0;
-    socket.on("data", (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > 256 * 1024) socket.destroy();
-    });
-    socket.on("error", () => undefined);
-    socket.on("close", () => resolve());
-    socket.write(`GET /files/${saved.id} HTTP/1.1\r\nHost: x\r\n\r\n`);
-  });
+  await readAndVanish(url, `/files/${saved.id}`, 256 * 1024);
   await eventually(() => checkedOut(ds) === 0, 5000, "the download's connection back in the pool");
   expect(failures).toEqual([]);
 });

@@ -1,12 +1,11 @@
 import type { DataSource } from "typeorm";
 import { oidOf } from "../../src";
-import { receiveLargeObject, httpStatusOf } from "../../src/http";
-import { countObjects, idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { countRecords } from "../support/cleanup";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
-import { eventually, startServer, type TestServer } from "../support/http-server";
+import { eventually, type TestServer } from "../support/http-server";
 import { rawRequest, requestBytes, seeded } from "../support/raw-http";
+import { startReceiver, useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 const CASES = 300;
@@ -18,32 +17,22 @@ let server: TestServer;
 let port: number;
 const serverFailures: unknown[] = [];
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  server = await startServer(async (req, res) => {
-    try {
-      const saved = await receiveLargeObject(req, {
-        source: ds,
-        target: StoredFile,
-        property: "content",
-        maxBytes: 64 * 1024,
-        values: ({ filename }) => ({ name: filename ?? UNNAMED }),
-      });
-      res.setHeader("Content-Type", "application/json");
-      res.end(JSON.stringify({ id: saved.id, oid: oidOf(saved.content) }));
-    } catch (err) {
-      res.statusCode = httpStatusOf(err);
-      if (res.statusCode >= 500) serverFailures.push(err);
-      res.end((err as { code?: string }).code ?? "?");
-    }
-  });
-  port = Number(new URL(server.url).port);
-});
-afterAll(async () => {
-  await server?.close();
-  await admin?.destroy();
-  await dropAll(ds);
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
+  setUp: async () => {
+    server = await startReceiver(
+      () => ({ source: ds, maxBytes: 64 * 1024, values: ({ filename }) => ({ name: filename ?? UNNAMED }) }),
+      (saved, res) => {
+        res.setHeader("Content-Type", "application/json");
+        res.end(JSON.stringify({ id: saved.id, oid: oidOf(saved.content) }));
+      },
+      (err, status) => {
+        if (status >= 500) serverFailures.push(err);
+      },
+    );
+    port = Number(new URL(server.url).port);
+  },
+  tearDown: async () => server?.close(),
 });
 
 function name(r: ReturnType<typeof seeded>): string {

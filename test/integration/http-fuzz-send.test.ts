@@ -1,11 +1,11 @@
 import type { DataSource } from "typeorm";
 import { sendLargeObject, MAX_RANGES } from "../../src/http";
-import { idleInTransaction, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
+import { idleInTransaction, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { eventually, startServer, type TestServer } from "../support/http-server";
 import { rawRequest, requestBytes, seeded, type RawResponse } from "../support/raw-http";
 import { readByteranges, type BytePart } from "../support/byteranges";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 const SIZE = 50_000;
@@ -22,30 +22,27 @@ let id: number;
 let weak: string;
 const failures: unknown[] = [];
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  id = (await ds.getRepository(StoredFile).save({ name: "fuzz.bin", content: Buffer.from(content) })).id;
-  server = await startServer(async (req, res) => {
-    const url = new URL(req.url!, "http://x");
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
-    await sendLargeObject(req, res, {
-      source: ds,
-      entity: row,
-      property: "content",
-      contentType: "application/x-fuzz",
-      lastModified: MODIFIED,
-      onError: (err) => failures.push(err),
-      ...(url.searchParams.has("strong") ? { etag: STRONG } : {}),
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
+  setUp: async () => {
+    id = (await ds.getRepository(StoredFile).save({ name: "fuzz.bin", content: Buffer.from(content) })).id;
+    server = await startServer(async (req, res) => {
+      const url = new URL(req.url!, "http://x");
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
+      await sendLargeObject(req, res, {
+        source: ds,
+        entity: row,
+        property: "content",
+        contentType: "application/x-fuzz",
+        lastModified: MODIFIED,
+        onError: (err) => failures.push(err),
+        ...(url.searchParams.has("strong") ? { etag: STRONG } : {}),
+      });
     });
-  });
-  port = Number(new URL(server.url).port);
-  weak = (await fetch(`${server.url}/${id}`, { method: "HEAD" })).headers.get("etag")!;
-});
-afterAll(async () => {
-  await server?.close();
-  await admin?.destroy();
-  await dropAll(ds);
+    port = Number(new URL(server.url).port);
+    weak = (await fetch(`${server.url}/${id}`, { method: "HEAD" })).headers.get("etag")!;
+  },
+  tearDown: async () => server?.close(),
 });
 
 /** Values a hostile client might put where a number goes. */

@@ -1,29 +1,21 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { connect } from "node:net";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path, { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { readFile } from "node:fs/promises";
 import type { DataSource } from "typeorm";
 import { discardStagedObject, oidOf } from "../../src";
-import { countObjects, databaseUrl, idleInTransaction, objectBytes, openDataSource, randomBytes } from "../support/database";
-import { curl, curlHeaders, eventually, sha256 } from "../support/http-server";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { within } from "../support/streams";
-import { clearAll, expectNoObjects, formBody, sendAndVanish } from "../support/frameworks";
+import { countObjects, databaseUrl, idleInTransaction, objectBytes, randomBytes } from "../support/database";
+import { curl, curlHeaders, eventually, sha256, useTempFiles } from "../support/http-server";
+import { startScript, type ScriptProcess } from "../support/sample-process";
+import { clearAll, expectNoObjects, formBody, readAndVanish, sendAndVanish } from "../support/frameworks";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
-const root = path.resolve(__dirname, "../..");
 const MAX = 4 * 1024 * 1024;
 
 let ds: DataSource;
 let admin: DataSource;
-let child: ChildProcess;
-let exited: Promise<void>;
+let app: ScriptProcess | undefined;
 /** The app with Nest's default body parser, and the one created with `bodyParser: false`. */
 let parsing: string;
 let raw: string;
-let dir: string;
 
 interface State {
   checkedOut: number;
@@ -43,55 +35,28 @@ async function newFailures(): Promise<string[]> {
   return fresh;
 }
 
+const files = useTempFiles("tlo-nest-");
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), { checkClean: false, tearDown: async () => app?.stop() });
 beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  dir = await mkdtemp(join(tmpdir(), "tlo-nest-"));
-  const loader = ["--require", path.join(root, "node_modules/tsx/dist/preflight.cjs"), "--import", pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href];
-  child = spawn(process.execPath, [...loader, path.join(root, "test/integration/fixtures/nest-app.mts"), databaseUrl()], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
+  app = await startScript("test/integration/fixtures/nest-app.mts", {
+    args: [databaseUrl()],
     env: { ...process.env, NEST_MAX_BYTES: String(MAX) },
+    ready: /ready (\S+) (\S+)\n/,
+    what: "the Nest app",
+    timeoutMs: 40_000,
+    echo: Boolean(process.env.NEST_DEBUG),
   });
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (process.env.NEST_DEBUG) process.stderr.write(chunk);
-  });
-  exited = new Promise((resolve) => child.on("exit", () => resolve()));
-  const ready = new Promise<[string, string]>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = /ready (\S+) (\S+)\n/.exec(out);
-      if (line) resolve([line[1]!, line[2]!]);
-    });
-    child.on("exit", () => reject(new Error(`the Nest app exited: ${stderr}`)));
-  });
-  [parsing, raw] = await within(40_000, ready, "the Nest app's start");
+  [parsing, raw] = [app.ready[1]!, app.ready[2]!];
 }, 60_000);
 afterEach(async () => {
   await eventually(async () => (await state()).checkedOut === 0, 5000, "every connection of the app back in its pool");
   expect(await idleInTransaction(admin)).toBe(0);
   await clearAll(ds, ["http_file"]);
 });
-afterAll(async () => {
-  child?.kill("SIGTERM");
-  await exited;
-  await rm(dir, { recursive: true, force: true });
-  await admin.destroy();
-  await dropAll(ds);
-});
-
-async function fileOf(name: string, bytes: Buffer): Promise<string> {
-  const file = join(dir, name);
-  await writeFile(file, bytes);
-  return file;
-}
 
 test("FileInterceptor with largeObjectStorage stages the file, save() adopts it, sendLargeObject serves ranges", async () => {
   const bytes = randomBytes(MAX - 100, 90);
-  const file = await fileOf("scan.png", bytes);
+  const file = await files.write("scan.png", bytes);
   const { stdout } = await curl(["-F", "note=hello", "-F", `file=@${file};type=image/png`, `${parsing}/documents`]);
   const body = JSON.parse(stdout.toString()) as { id: number; oid: number; size: number; sha256: string };
   expect(body).toMatchObject({ size: bytes.length, sha256: sha256(bytes) });
@@ -99,7 +64,7 @@ test("FileInterceptor with largeObjectStorage stages the file, save() adopts it,
   expect(oidOf((await ds.getRepository(StoredFile).findOneByOrFail({ id: body.id })).content)).toBe(body.oid);
   expect(await discardStagedObject(ds, body.oid)).toBe(false);
 
-  const out = join(dir, "range.bin");
+  const out = files.path("range.bin");
   const ranged = await curl(["-D", "-", "-o", out, "-r", "-5000", `${parsing}/documents/${body.id}`]);
   const { status, headers } = curlHeaders(ranged.stdout.toString());
   expect(status).toBe(206);
@@ -113,7 +78,7 @@ test("FileInterceptor with largeObjectStorage stages the file, save() adopts it,
 });
 
 test("a file over maxBytes is 413 through the exception filter; a form without one is 400; nothing is left", async () => {
-  const file = await fileOf("big.bin", randomBytes(MAX + 1, 91));
+  const file = await files.write("big.bin", randomBytes(MAX + 1, 91));
   const big = await curl(["-H", "Expect:", "-w", " %{http_code}", "-F", `file=@${file}`, `${parsing}/documents`]);
   expect(big.stdout.toString()).toBe('{"statusCode":413,"code":"ERR_LO_HTTP_TOO_LARGE"} 413');
   const none = await fetch(`${parsing}/documents`, { method: "POST", body: new FormData() });
@@ -141,17 +106,7 @@ test("StreamableFile over a read stream sends the bytes; an aborted client gives
   expect(res.headers.get("content-type")).toBe("application/octet-stream");
   expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(sha256(bytes));
 
-  await new Promise<void>((resolve) => {
-    const socket = connect(Number(new URL(parsing).port), "127.0.0.1");
-    let received = 0;
-    socket.on("data", (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > 128 * 1024) socket.destroy();
-    });
-    socket.on("error", () => undefined);
-    socket.on("close", () => resolve());
-    socket.write(`GET /documents/${saved.id}/stream HTTP/1.1\r\nHost: x\r\n\r\n`);
-  });
+  await readAndVanish(parsing, `/documents/${saved.id}/stream`, 128 * 1024);
   await eventually(async () => (await state()).checkedOut === 0, 3000, "the stream's connection back in the pool");
 
   const empty = await ds.getRepository(StoredFile).save({ name: "nothing", content: null });
@@ -175,7 +130,7 @@ test("raw uploads: Nest's JSON parser eats the body (500, nothing stored); with 
 
   // Any other type passes Nest's parser untouched, on either app.
   const bytes = randomBytes(MAX, 94);
-  const file = await fileOf("blob.bin", bytes);
+  const file = await files.write("blob.bin", bytes);
   const octets = await curl(["-H", "Content-Type: application/octet-stream", "--data-binary", `@${file}`, `${parsing}/documents/raw`]);
   const octetRow = await ds.getRepository(StoredFile).findOneByOrFail({ id: (JSON.parse(octets.stdout.toString()) as { id: number }).id });
   expect(sha256(await objectBytes(ds, oidOf(octetRow.content)!))).toBe(sha256(bytes));

@@ -1,57 +1,32 @@
 import { connect } from "node:net";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { DataSource } from "typeorm";
 import { oidOf } from "../../src";
-import { receiveLargeObject, httpStatusOf } from "../../src/http";
-import { objectBytes, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
-import { expectNothingStored, releasedThenCleared } from "../support/stored-files";
-import { StoredFile } from "./fixtures/http-files";
+import { httpStatusOf } from "../../src/http";
+import { objectBytes, randomBytes } from "../support/database";
+import { curl, eventually, sha256, useTempFiles, type TestServer } from "../support/http-server";
+import { expectNothingStored, startReceiver, useStoredFiles } from "../support/stored-files";
 
 let ds: DataSource;
-let admin: DataSource;
 let server: TestServer;
-let dir: string;
 let failures: unknown[] = [];
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  dir = await mkdtemp(join(tmpdir(), "tlo-form-"));
-  server = await startServer(async (req, res) => {
-    try {
-      const saved = await receiveLargeObject(req, {
+const files = useTempFiles("tlo-form-");
+useStoredFiles((opened) => (ds = opened), {
+  clear: true,
+  setUp: async () => {
+    server = await startReceiver(
+      () => ({
         source: ds,
-        target: StoredFile,
-        property: "content",
         maxBytes: 4 * 1024 * 1024,
         values: async ({ filename, contentType }) => ({ name: filename ?? "unnamed", type: contentType }),
-      });
-      res.end(JSON.stringify({ oid: oidOf(saved.content), name: saved.name, type: saved.type }));
-    } catch (err) {
-      failures.push(err);
-      res.statusCode = httpStatusOf(err);
-      res.end((err as { code?: string }).code ?? "?");
-    }
-  });
+      }),
+      (saved, res) => res.end(JSON.stringify({ oid: oidOf(saved.content), name: saved.name, type: saved.type })),
+      (err) => failures.push(err),
+    );
+  },
+  tearDown: () => server.close(),
 });
 beforeEach(() => (failures = []));
-afterEach(() => releasedThenCleared(ds, admin));
-afterAll(async () => {
-  await server.close();
-  await rm(dir, { recursive: true, force: true });
-  await admin.destroy();
-  await dropAll(ds);
-});
-
-async function fileOf(name: string, bytes: Buffer): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, bytes);
-  return path;
-}
 
 /** Sends raw bytes as an HTTP request on a socket and returns the status line (or "" when cut). */
 function rawRequest(head: string, body: Buffer, end: "finish" | "cut"): Promise<string> {
@@ -73,7 +48,7 @@ function rawRequest(head: string, body: Buffer, end: "finish" | "cut"): Promise<
 
 test("curl -F with one file (and fields) is stored byte-exact with the part's name and type", async () => {
   const bytes = randomBytes(2 * 1024 * 1024 + 3, 60);
-  const path = await fileOf("photo.jpg", bytes);
+  const path = await files.write("photo.jpg", bytes);
   const { code, stdout } = await curl(["-F", "title=hello", "-F", `file=@${path};type=image/jpeg;filename=Ünïcode.jpg`, `${server.url}/`]);
   expect(code).toBe(0);
   const body = JSON.parse(stdout.toString()) as { oid: number; name: string; type: string };
@@ -83,8 +58,8 @@ test("curl -F with one file (and fields) is stored byte-exact with the part's na
 });
 
 test("two small files are 400 (ERR_LO_HTTP_TOO_MANY_FILES), nothing is left and the process lives", async () => {
-  const a = await fileOf("a.txt", Buffer.from("first"));
-  const b = await fileOf("b.txt", Buffer.from("second"));
+  const a = await files.write("a.txt", Buffer.from("first"));
+  const b = await files.write("b.txt", Buffer.from("second"));
   const { stdout } = await curl(["-F", `one=@${a}`, "-F", `two=@${b}`, `${server.url}/`]);
   expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_MANY_FILES");
   expect(failures.map(httpStatusOf)).toEqual([400]);
@@ -99,7 +74,7 @@ test("a form with fields and no file is 400 (ERR_LO_HTTP_NO_FILE)", async () => 
 
 test("a form whose file is exactly maxBytes is stored: its delimiters and other fields do not count", async () => {
   const bytes = randomBytes(4 * 1024 * 1024, 63);
-  const path = await fileOf("exact.bin", bytes);
+  const path = await files.write("exact.bin", bytes);
   const { stdout } = await curl(["-H", "Expect:", "-F", `title=${"t".repeat(1000)}`, "-F", `file=@${path}`, `${server.url}/`]);
   const saved = JSON.parse(stdout.toString()) as { oid: number; name: string };
   expect(saved.name).toBe("exact.bin");
@@ -107,7 +82,7 @@ test("a form whose file is exactly maxBytes is stored: its delimiters and other 
 });
 
 test("a form over maxBytes is 413", async () => {
-  const path = await fileOf("big.bin", randomBytes(5 * 1024 * 1024, 61));
+  const path = await files.write("big.bin", randomBytes(5 * 1024 * 1024, 61));
   const { stdout } = await curl(["-H", "Expect:", "-F", `file=@${path}`, `${server.url}/`]);
   expect(stdout.toString()).toBe("ERR_LO_HTTP_TOO_LARGE");
   await expectNothingStored(ds);

@@ -1,11 +1,11 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { registerLargeObjects } from "../../src";
-import { receiveLargeObject, httpStatusOf } from "../../src/http";
-import { countObjects, idleInTransaction, makeDataSource, openDataSource } from "../support/database";
+import { httpStatusOf } from "../../src/http";
+import { countObjects, makeDataSource } from "../support/database";
 import { countRecords } from "../support/cleanup";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
-import { eventually, startServer, type TestServer } from "../support/http-server";
+import { checkedOut, expectConnectionsBack } from "../support/pool";
+import type { TestServer } from "../support/http-server";
+import { startReceiver, useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
@@ -14,36 +14,27 @@ let admin: DataSource;
 let server: TestServer;
 let failures: unknown[] = [];
 
-beforeAll(async () => {
-  // The tables come from a data source of its own; the one under test has a single connection.
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-receive-small" }));
-  await small.initialize();
-  server = await startServer(async (req, res) => {
-    try {
-      const saved = await receiveLargeObject(req, { source: small, target: StoredFile, property: "content" });
-      res.end(String(saved.id));
-    } catch (err) {
-      failures.push(err);
-      res.statusCode = httpStatusOf(err);
-      res.end((err as { code?: string }).code ?? "?");
-    }
-  });
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
+  setUp: async () => {
+    // The tables come from a data source of its own; the one under test has a single connection.
+    small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-receive-small" }));
+    await small.initialize();
+    server = await startReceiver(
+      () => ({ source: small }),
+      (saved, res) => res.end(String(saved.id)),
+      (err) => failures.push(err),
+    );
+  },
+  tearDown: async () => {
+    await server.close();
+    await small.destroy();
+  },
 });
 beforeEach(() => {
   failures = [];
 });
-afterEach(async () => {
-  await eventually(() => checkedOut(small) === 0, 5000, "every connection back in the pool");
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await server.close();
-  await small.destroy();
-  await admin.destroy();
-  await dropAll(ds);
-});
+afterEach(() => expectConnectionsBack(small, admin));
 
 test("an upload while every pooled connection is checked out is 503 (ERR_LO_POOL_EXHAUSTED) and leaves nothing", async () => {
   // Earlier files on this worker's database may have left objects of their own: count from here.

@@ -1,55 +1,42 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { DataSource } from "typeorm";
 import { oidOf } from "../../src";
-import { receiveLargeObject, httpStatusOf, isLargeObjectHttpError, type ReceiveLargeObjectOptions } from "../../src/http";
-import { objectBytes, openDataSource, randomBytes } from "../support/database";
+import { isLargeObjectHttpError, type ReceiveLargeObjectOptions } from "../../src/http";
+import { objectBytes, randomBytes } from "../support/database";
 import { countRecords } from "../support/cleanup";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { checkedOut } from "../support/pool";
-import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
-import { expectNothingStored, releasedThenCleared } from "../support/stored-files";
+import { curl, eventually, sha256, useTempFiles, type TestServer } from "../support/http-server";
+import { expectNothingStored, startReceiver, useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
-let admin: DataSource;
 let server: TestServer;
 let extra: Partial<ReceiveLargeObjectOptions<StoredFile>> = {};
 let failures: unknown[] = [];
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  server = await startServer(async (req, res) => {
-    try {
-      const saved = await receiveLargeObject(req, {
+const files = useTempFiles("tlo-up-");
+useStoredFiles((opened) => (ds = opened), {
+  clear: true,
+  setUp: async () => {
+    server = await startReceiver(
+      () => ({
         source: ds,
-        target: StoredFile,
-        property: "content",
         maxBytes: 8 * 1024 * 1024,
         values: ({ filename, contentType }) => ({ name: filename ?? "unnamed", type: contentType }),
         ...extra,
-      });
-      res.setHeader("Content-Type", "application/json");
-      res.end(JSON.stringify({ id: saved.id, oid: oidOf(saved.content), name: saved.name, type: saved.type }));
-    } catch (err) {
-      failures.push(err);
-      res.statusCode = httpStatusOf(err);
-      res.end((err as { code?: string }).code ?? "?");
-    }
-  });
+      }),
+      (saved, res) => {
+        res.setHeader("Content-Type", "application/json");
+        res.end(JSON.stringify({ id: saved.id, oid: oidOf(saved.content), name: saved.name, type: saved.type }));
+      },
+      (err) => failures.push(err),
+    );
+  },
+  tearDown: () => server.close(),
 });
 beforeEach(() => {
   extra = {};
   failures = [];
-});
-afterEach(() => releasedThenCleared(ds, admin));
-afterAll(async () => {
-  await server.close();
-  await admin.destroy();
-  await dropAll(ds);
 });
 
 test("a raw body through fetch is stored byte-exact with its type and the Content-Disposition filename", async () => {
@@ -70,17 +57,12 @@ test("a raw body through fetch is stored byte-exact with its type and the Conten
 test("curl --data-binary streams a chunked upload; the caller's filename wins", async () => {
   extra = { filename: "given.bin" };
   const bytes = randomBytes(1024 * 1024, 31);
-  const dir = await mkdtemp(join(tmpdir(), "tlo-up-"));
-  try {
-    await writeFile(join(dir, "up.bin"), bytes);
-    const sent = await curl(["-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream", "--data-binary", `@${join(dir, "up.bin")}`, `${server.url}/`]);
-    expect(sent.code).toBe(0);
-    const body = JSON.parse(sent.stdout.toString()) as { oid: number; name: string };
-    expect(body.name).toBe("given.bin");
-    expect(sha256(await objectBytes(ds, body.oid))).toBe(sha256(bytes));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const path = await files.write("up.bin", bytes);
+  const sent = await curl(["-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream", "--data-binary", `@${path}`, `${server.url}/`]);
+  expect(sent.code).toBe(0);
+  const body = JSON.parse(sent.stdout.toString()) as { oid: number; name: string };
+  expect(body.name).toBe("given.bin");
+  expect(sha256(await objectBytes(ds, body.oid))).toBe(sha256(bytes));
 });
 
 test("over maxBytes: 413, whether Content-Length says so up front or a chunked body runs over; nothing is left", async () => {

@@ -1,62 +1,56 @@
 import type { DataSource, EntityManager } from "typeorm";
 import { oidOf } from "../../src";
 import { receiveLargeObject, httpStatusOf } from "../../src/http";
-import { countObjects, objectBytes, openDataSource, randomBytes } from "../support/database";
+import { countObjects, objectBytes, randomBytes } from "../support/database";
 import { countRecords } from "../support/cleanup";
-import { dropAll, openOrmDataSource } from "../support/orm";
 import { sha256, startServer, type TestServer } from "../support/http-server";
-import { releasedThenCleared } from "../support/stored-files";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
-let admin: DataSource;
 let server: TestServer;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  admin = await openDataSource();
-  server = await startServer(async (req, res) => {
-    const how = req.url!.slice(1);
-    const receive = (source: EntityManager | ReturnType<DataSource["createQueryRunner"]>) =>
-      receiveLargeObject(req, { source, target: StoredFile, property: "content", maxBytes: 1024 * 1024, values: { name: "upload" } });
-    try {
-      if (how === "runner") {
-        const runner = ds.createQueryRunner();
-        try {
-          await runner.startTransaction();
-          const saved = await receive(runner);
-          await runner.commitTransaction();
-          res.end(String(oidOf(saved.content)));
-        } finally {
-          if (runner.isTransactionActive) await runner.rollbackTransaction();
-          await runner.release();
+useStoredFiles((opened) => (ds = opened), {
+  clear: true,
+  setUp: async () => {
+    server = await startServer(async (req, res) => {
+      const how = req.url!.slice(1);
+      const receive = (source: EntityManager | ReturnType<DataSource["createQueryRunner"]>) =>
+        receiveLargeObject(req, { source, target: StoredFile, property: "content", maxBytes: 1024 * 1024, values: { name: "upload" } });
+      try {
+        if (how === "runner") {
+          const runner = ds.createQueryRunner();
+          try {
+            await runner.startTransaction();
+            const saved = await receive(runner);
+            await runner.commitTransaction();
+            res.end(String(oidOf(saved.content)));
+          } finally {
+            if (runner.isTransactionActive) await runner.rollbackTransaction();
+            await runner.release();
+          }
+          return;
         }
-        return;
+        await ds.transaction(async (m) => {
+          let status = 200;
+          try {
+            await receive(m);
+          } catch (err) {
+            // A refusal leaves the caller's transaction usable: the next statement and the commit work.
+            status = httpStatusOf(err);
+          }
+          await m.getRepository(StoredFile).save({ name: `marker-${how}`, content: null });
+          if (how === "rollback") throw new Error("rolled back by the application");
+          res.statusCode = status;
+        });
+        res.end();
+      } catch (err) {
+        res.statusCode = 500;
+        res.end((err as Error).message);
       }
-      await ds.transaction(async (m) => {
-        let status = 200;
-        try {
-          await receive(m);
-        } catch (err) {
-          // A refusal leaves the caller's transaction usable: the next statement and the commit work.
-          status = httpStatusOf(err);
-        }
-        await m.getRepository(StoredFile).save({ name: `marker-${how}`, content: null });
-        if (how === "rollback") throw new Error("rolled back by the application");
-        res.statusCode = status;
-      });
-      res.end();
-    } catch (err) {
-      res.statusCode = 500;
-      res.end((err as Error).message);
-    }
-  });
-});
-afterEach(() => releasedThenCleared(ds, admin));
-afterAll(async () => {
-  await server.close();
-  await admin.destroy();
-  await dropAll(ds);
+    });
+  },
+  tearDown: () => server.close(),
 });
 
 const names = async (): Promise<string[]> => (await ds.getRepository(StoredFile).find({ order: { name: "ASC" } })).map((f) => f.name);

@@ -2,16 +2,9 @@ import type { DataSource } from "typeorm";
 import { LargeObjectRepository, oidOf } from "../../src";
 import { sendLargeObject } from "../../src/http";
 import { randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
-import { curl, curlHeaders, sha256, startServer, type TestServer } from "../support/http-server";
+import { curl, curlHeaders, revalidate, sha256, startServer, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
-
-/**
- * fetch adds Cache-Control: no-cache to a request with conditional headers (an end-to-end reload,
- * which is always answered in full); a browser revalidating its cache sends none: say max-age=0.
- */
-const revalidate = (headers: Record<string, string>): Record<string, string> => ({ "Cache-Control": "max-age=0", ...headers });
 
 const SIZE = 200_000;
 const bytes = randomBytes(SIZE, 21);
@@ -20,26 +13,25 @@ let ds: DataSource;
 let server: TestServer;
 let file: StoredFile;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  file = await ds.getRepository(StoredFile).save({ name: "c.bin", content: Buffer.from(bytes) });
-  server = await startServer(async (req, res) => {
-    const url = new URL(req.url!, "http://x");
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
-    const etag = url.searchParams.get("etag") ?? undefined;
-    await sendLargeObject(req, res, {
-      source: ds,
-      entity: row,
-      property: "content",
-      ...(url.searchParams.has("undated") ? {} : { lastModified: MODIFIED }),
-      ...(etag === undefined ? {} : { etag }),
+useStoredFiles((opened) => (ds = opened), {
+  // Every connection is back as soon as the response has been read: no time to settle.
+  settleMs: 0,
+  setUp: async () => {
+    file = await ds.getRepository(StoredFile).save({ name: "c.bin", content: Buffer.from(bytes) });
+    server = await startServer(async (req, res) => {
+      const url = new URL(req.url!, "http://x");
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) });
+      const etag = url.searchParams.get("etag") ?? undefined;
+      await sendLargeObject(req, res, {
+        source: ds,
+        entity: row,
+        property: "content",
+        ...(url.searchParams.has("undated") ? {} : { lastModified: MODIFIED }),
+        ...(etag === undefined ? {} : { etag }),
+      });
     });
-  });
-});
-afterEach(() => expect(checkedOut(ds)).toBe(0));
-afterAll(async () => {
-  await server.close();
-  await dropAll(ds);
+  },
+  tearDown: () => server.close(),
 });
 
 test("the derived ETag is weak; If-None-Match with it gives 304 without a body, and a changed object a new tag", async () => {

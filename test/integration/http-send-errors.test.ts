@@ -1,10 +1,10 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { registerLargeObjects } from "../../src";
 import { sendLargeObject, httpStatusOf } from "../../src/http";
-import { idleInTransaction, makeDataSource, openDataSource, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
+import { makeDataSource, randomBytes } from "../support/database";
+import { checkedOut, expectConnectionsBack } from "../support/pool";
 import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 const BIG = 24 * 1024 * 1024;
@@ -16,32 +16,29 @@ let server: TestServer;
 let errors: unknown[] = [];
 let source: () => DataSource = () => ds;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile], { poolSize: 4 });
-  admin = await openDataSource();
-  // One connection, and an acquire timeout short enough for a test.
-  small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-small" }));
-  await small.initialize();
-  server = await startServer(async (req, res) => {
-    const id = Number(req.url!.slice(1));
-    const entity = Object.assign(new StoredFile(), { id });
-    await sendLargeObject(req, res, { source: source(), entity, property: "content", onError: (err) => errors.push(err) });
-  });
+useStoredFiles((opened, observer) => ((ds = opened), (admin = observer)), {
+  checkClean: false,
+  poolSize: 4,
+  setUp: async () => {
+    // One connection, and an acquire timeout short enough for a test.
+    small = registerLargeObjects(makeDataSource({ entities: [StoredFile], poolSize: 1, connectTimeoutMS: 300, applicationName: "tlo-http-small" }));
+    await small.initialize();
+    server = await startServer(async (req, res) => {
+      const id = Number(req.url!.slice(1));
+      const entity = Object.assign(new StoredFile(), { id });
+      await sendLargeObject(req, res, { source: source(), entity, property: "content", onError: (err) => errors.push(err) });
+    });
+  },
+  tearDown: async () => {
+    await server.close();
+    await small.destroy();
+  },
 });
 beforeEach(() => {
   errors = [];
   source = () => ds;
 });
-afterEach(async () => {
-  await eventually(() => checkedOut(ds) === 0 && checkedOut(small) === 0, 5000, "every connection back in its pool");
-  expect(await idleInTransaction(admin)).toBe(0);
-});
-afterAll(async () => {
-  await server.close();
-  await small.destroy();
-  await admin.destroy();
-  await dropAll(ds);
-});
+afterEach(() => expectConnectionsBack([ds, small], admin));
 
 test("a missing row and a null column are 404, and not reported as failures", async () => {
   const missing = await fetch(`${server.url}/987654`);

@@ -1,9 +1,8 @@
 import type { DataSource } from "typeorm";
 import { parse } from "content-disposition";
 import { sendLargeObject, type SendLargeObjectOptions } from "../../src/http";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
 import { curl, curlHeaders, startServer, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 let ds: DataSource;
@@ -11,17 +10,16 @@ let server: TestServer;
 let file: StoredFile;
 let extra: Partial<SendLargeObjectOptions<StoredFile>> = {};
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  file = await ds.getRepository(StoredFile).save({ name: "page", content: "<script>alert(1)</script>" });
-  server = await startServer(async (req, res) => {
-    await sendLargeObject(req, res, { source: ds, entity: file, property: "content", ...extra });
-  });
-});
-afterEach(() => expect(checkedOut(ds)).toBe(0));
-afterAll(async () => {
-  await server.close();
-  await dropAll(ds);
+useStoredFiles((opened) => (ds = opened), {
+  // Every connection is back as soon as the response has been read: no time to settle.
+  settleMs: 0,
+  setUp: async () => {
+    file = await ds.getRepository(StoredFile).save({ name: "page", content: "<script>alert(1)</script>" });
+    server = await startServer(async (req, res) => {
+      await sendLargeObject(req, res, { source: ds, entity: file, property: "content", ...extra });
+    });
+  },
+  tearDown: () => server.close(),
 });
 
 async function headersFor(options: Partial<SendLargeObjectOptions<StoredFile>>): Promise<Headers> {

@@ -1,12 +1,9 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import type { DataSource } from "typeorm";
 import { sendLargeObject, MAX_RANGES } from "../../src/http";
 import { randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
-import { curl, curlHeaders, sha256, startServer, type TestServer } from "../support/http-server";
+import { curl, curlHeaders, sha256, startServer, useTempFiles, type TestServer } from "../support/http-server";
+import { useStoredFiles } from "../support/stored-files";
 import { StoredFile } from "./fixtures/http-files";
 
 const SIZE = 3 * 1024 * 1024 + 12345;
@@ -15,18 +12,18 @@ let ds: DataSource;
 let server: TestServer;
 let file: StoredFile;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([StoredFile]);
-  file = await ds.getRepository(StoredFile).save({ name: "data.bin", content: Buffer.from(bytes) });
-  server = await startServer(async (req, res) => {
-    const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
-    await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-test" });
-  });
-});
-afterEach(() => expect(checkedOut(ds)).toBe(0));
-afterAll(async () => {
-  await server.close();
-  await dropAll(ds);
+const files = useTempFiles("tlo-http-");
+useStoredFiles((opened) => (ds = opened), {
+  // Every connection is back as soon as the response has been read: no time to settle.
+  settleMs: 0,
+  setUp: async () => {
+    file = await ds.getRepository(StoredFile).save({ name: "data.bin", content: Buffer.from(bytes) });
+    server = await startServer(async (req, res) => {
+      const row = await ds.getRepository(StoredFile).findOneByOrFail({ id: Number(req.url!.slice(1)) });
+      await sendLargeObject(req, res, { source: ds, entity: row, property: "content", contentType: "application/x-test" });
+    });
+  },
+  tearDown: () => server.close(),
 });
 
 /** The parts of a multipart/byteranges body: each part's Content-Range and bytes. */
@@ -126,14 +123,8 @@ test("an unsatisfiable range gets 416 with bytes */size; a malformed one or anot
 });
 
 test("curl -C - resumes a partial download to the exact bytes", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "tlo-http-"));
-  try {
-    const target = join(dir, "partial.bin");
-    await writeFile(target, bytes.subarray(0, 1234567));
-    const { code } = await curl(["-C", "-", "-o", target, `${server.url}/${file.id}`]);
-    expect(code).toBe(0);
-    expect(sha256(await readFile(target))).toBe(sha256(bytes));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const target = await files.write("partial.bin", bytes.subarray(0, 1234567));
+  const { code } = await curl(["-C", "-", "-o", target, `${server.url}/${file.id}`]);
+  expect(code).toBe(0);
+  expect(sha256(await readFile(target))).toBe(sha256(bytes));
 });

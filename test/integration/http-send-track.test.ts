@@ -1,14 +1,11 @@
 import type { DataSource, ObjectLiteral } from "typeorm";
 import { LargeObjectRepository, oidOf } from "../../src";
 import { receiveLargeObject, sendLargeObject } from "../../src/http";
-import { idleInTransaction, objectBytes, randomBytes } from "../support/database";
-import { dropAll, openOrmDataSource } from "../support/orm";
-import { checkedOut } from "../support/pool";
-import { curl, curlHeaders, sha256, startServer, type TestServer } from "../support/http-server";
+import { objectBytes, randomBytes } from "../support/database";
+import { expectNothingLost } from "../support/cleanup";
+import { curl, curlHeaders, revalidate, sha256, startServer, type TestServer } from "../support/http-server";
+import { useDataSource } from "../support/use-data-source";
 import { TrackedFile } from "./fixtures/tracked";
-
-/** fetch adds Cache-Control: no-cache to conditional requests; a browser revalidating says max-age=0. */
-const revalidate = (headers: Record<string, string>): Record<string, string> => ({ "Cache-Control": "max-age=0", ...headers });
 
 const bytes = randomBytes(300_000, 31);
 let ds: DataSource;
@@ -19,58 +16,49 @@ const sent = new Map<string, string[]>();
 /** An entity the next request serves instead of the row it loads (one loaded earlier). */
 let served: ObjectLiteral | undefined;
 
-beforeAll(async () => {
-  ds = await openOrmDataSource([TrackedFile], { poolSize: 4 });
-  file = await ds.getRepository(TrackedFile).save({ name: "t.bin", content: Buffer.from(bytes), preview: Buffer.from(bytes.subarray(0, 1000)) });
-  server = await startServer(async (req, res) => {
-    const url = new URL(req.url!, "http://x");
-    if (req.method === "POST") {
-      const row = await receiveLargeObject(req, { source: ds, target: TrackedFile, property: "content" });
-      res.end(String(row.id));
-      return;
-    }
-    const entity = served ?? (await ds.getRepository(TrackedFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) }));
-    served = undefined;
-    // The object is served on a runner of its own, so that every statement it costs is seen.
-    const runner = ds.createQueryRunner();
-    const client = (await runner.connect()) as { query: (...args: unknown[]) => unknown };
-    const statements: string[] = [];
-    sent.set(`${req.method} ${req.url}`, statements);
-    const query = client.query;
-    client.query = (...args: unknown[]) => {
-      statements.push(String(typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text));
-      return query.apply(client, args);
-    };
-    try {
-      const etag = url.searchParams.get("etag") ?? undefined;
-      await sendLargeObject(req, res, {
-        source: runner,
-        entity,
-        property: (url.searchParams.get("property") ?? "content") as "content",
-        ...(etag === undefined ? {} : { etag }),
-      });
-    } finally {
-      client.query = query;
-      await runner.release();
-    }
-  });
+useDataSource((opened) => (ds = opened), {
+  orm: [TrackedFile],
+  poolSize: 4,
+  checkClean: true,
+  setUp: async () => {
+    file = await ds.getRepository(TrackedFile).save({ name: "t.bin", content: Buffer.from(bytes), preview: Buffer.from(bytes.subarray(0, 1000)) });
+    server = await startServer(async (req, res) => {
+      const url = new URL(req.url!, "http://x");
+      if (req.method === "POST") {
+        const row = await receiveLargeObject(req, { source: ds, target: TrackedFile, property: "content" });
+        res.end(String(row.id));
+        return;
+      }
+      const entity = served ?? (await ds.getRepository(TrackedFile).findOneByOrFail({ id: Number(url.pathname.slice(1)) }));
+      served = undefined;
+      // The object is served on a runner of its own, so that every statement it costs is seen.
+      const runner = ds.createQueryRunner();
+      const client = (await runner.connect()) as { query: (...args: unknown[]) => unknown };
+      const statements: string[] = [];
+      sent.set(`${req.method} ${req.url}`, statements);
+      const query = client.query;
+      client.query = (...args: unknown[]) => {
+        statements.push(String(typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text));
+        return query.apply(client, args);
+      };
+      try {
+        const etag = url.searchParams.get("etag") ?? undefined;
+        await sendLargeObject(req, res, {
+          source: runner,
+          entity,
+          property: (url.searchParams.get("property") ?? "content") as "content",
+          ...(etag === undefined ? {} : { etag }),
+        });
+      } finally {
+        client.query = query;
+        await runner.release();
+      }
+    });
+  },
+  tearDown: () => server.close(),
 });
-afterEach(async () => {
-  expect(checkedOut(ds)).toBe(0);
-  expect(await idleInTransaction(ds)).toBe(0);
-  // Nothing lost: no row pointing at a missing object, no object without its record.
-  const rows: { lost: string }[] = await ds.query(
-    `SELECT (SELECT count(*) FROM track_file f WHERE f.content IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM pg_largeobject_metadata m WHERE m.oid = f.content))
-          + (SELECT count(*) FROM pg_largeobject_metadata m
-               WHERE NOT EXISTS (SELECT 1 FROM typeorm_large_objects r WHERE r.oid = m.oid)) AS lost`,
-  );
-  expect(Number(rows[0]!.lost)).toBe(0);
-});
-afterAll(async () => {
-  await server.close();
-  await dropAll(ds);
-});
+// Nothing lost: no row pointing at a missing object, no object without its record.
+afterEach(() => expectNothingLost(ds, "track_file", "content"));
 
 const opened = (key: string): boolean => (sent.get(key) ?? []).some((sql) => sql.includes("lo_open"));
 

@@ -11,7 +11,7 @@ import {
   trackedContentOf,
 } from "../../src";
 import { countObjects, objectBytes, randomBytes } from "../support/database";
-import { countRecords } from "../support/cleanup";
+import { countRecords, expectNothingLost } from "../support/cleanup";
 import { useDataSource } from "../support/use-data-source";
 import { TrackedFile } from "./fixtures/tracked";
 
@@ -37,18 +37,7 @@ async function expectTracked(id: number): Promise<Buffer> {
   return bytes;
 }
 
-/** Every object has its record and every record its object: nothing was lost or left behind. */
-async function expectNothingLost(): Promise<void> {
-  const rows: { lost: string }[] = await ds.query(
-    `SELECT (SELECT count(*) FROM track_file f WHERE f.content IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM pg_largeobject_metadata m WHERE m.oid = f.content))
-          + (SELECT count(*) FROM pg_largeobject_metadata m
-               WHERE NOT EXISTS (SELECT 1 FROM typeorm_large_objects r WHERE r.oid = m.oid)) AS lost`,
-  );
-  expect(Number(rows[0]!.lost)).toBe(0);
-}
-
-afterEach(expectNothingLost);
+afterEach(() => expectNothingLost(ds, "track_file", "content"));
 
 function pieces(bytes: Buffer, size: number): Readable {
   const list: Buffer[] = [];

@@ -50,3 +50,18 @@ export async function countRecords(ds: DataSource): Promise<number> {
   const rows: { n: string }[] = await ds.query("SELECT count(*) AS n FROM typeorm_large_objects");
   return Number(rows[0]!.n);
 }
+
+/**
+ * Every row of `table` whose `column` holds an oid has its object, and every object has its
+ * record: nothing was lost or left behind.
+ */
+export async function expectNothingLost(ds: DataSource, table: string, column: string): Promise<void> {
+  const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+  const rows: { lost: string }[] = await ds.query(
+    `SELECT (SELECT count(*) FROM ${quote(table)} f WHERE f.${quote(column)} IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM pg_largeobject_metadata m WHERE m.oid = f.${quote(column)}))
+          + (SELECT count(*) FROM pg_largeobject_metadata m
+               WHERE NOT EXISTS (SELECT 1 FROM typeorm_large_objects r WHERE r.oid = m.oid)) AS lost`,
+  );
+  expect(Number(rows[0]!.lost)).toBe(0);
+}

@@ -1,4 +1,5 @@
 import "reflect-metadata";
+import { Client } from "pg";
 import { DataSource, type DataSourceOptions } from "typeorm";
 
 export const WORKER_DATABASE_PREFIX = "tlo_test_";
@@ -92,4 +93,30 @@ export function randomBytes(length: number, seed = 1): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A query a pg client was given: the port of its server, the SQL text if it has one, and the query itself. */
+export interface ClientQuery {
+  port: number;
+  text: string | undefined;
+  query: unknown;
+}
+
+/** Records every query pg clients are given while `work` runs (each one round trip to the server). */
+export async function clientQueries(work: () => Promise<unknown>): Promise<ClientQuery[]> {
+  const seen: ClientQuery[] = [];
+  const proto = Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const original = proto.query;
+  proto.query = function (this: { port: number }, ...args: unknown[]) {
+    const query = args[0];
+    const text = typeof query === "string" ? query : (query as { text?: unknown } | undefined)?.text;
+    seen.push({ port: this.port, text: text === undefined || text === null ? undefined : String(text), query });
+    return original.apply(this, args);
+  };
+  try {
+    await work();
+  } finally {
+    proto.query = original;
+  }
+  return seen;
 }

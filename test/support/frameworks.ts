@@ -1,9 +1,7 @@
 import { connect } from "node:net";
 import type { DataSource } from "typeorm";
-import { countObjects, idleInTransaction } from "./database";
+import { countObjects } from "./database";
 import { countRecords } from "./cleanup";
-import { eventually } from "./http-server";
-import { checkedOut } from "./pool";
 
 /** One part of a multipart/form-data body. */
 export interface Part {
@@ -43,10 +41,23 @@ export function sendAndVanish(url: string, head: string, partial: Buffer, afterM
   });
 }
 
-/** Every connection back in the pool and no session idle in a transaction. */
-export async function expectConnectionsBack(ds: DataSource, admin: DataSource): Promise<void> {
-  await eventually(() => checkedOut(ds) === 0, 5000, "every connection back in the pool");
-  expect(await idleInTransaction(admin)).toBe(0);
+/**
+ * Asks for `path` over a fresh connection and goes away once more than `afterBytes` bytes of the
+ * answer have arrived: a client that leaves mid-download. Resolves once the socket is closed.
+ */
+export function readAndVanish(url: string, path: string, afterBytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    let received = 0;
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > afterBytes) socket.destroy();
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve());
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  });
 }
 
 /** No large object and no record of one exists. */

@@ -1,7 +1,10 @@
 import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** A node:http server in the test process, on a free port of 127.0.0.1. */
 export interface TestServer {
@@ -12,14 +15,20 @@ export interface TestServer {
 
 /** Starts a server whose handler errors become 599 answers (so a test sees them instead of a hang). */
 export async function startServer(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>): Promise<TestServer> {
-  const server = createServer((req, res) => {
-    handler(req, res).catch((err: unknown) => {
-      if (!res.headersSent) {
-        res.statusCode = 599;
-        res.end(String(err));
-      } else res.destroy();
-    });
-  });
+  return listen(
+    createServer((req, res) => {
+      handler(req, res).catch((err: unknown) => {
+        if (!res.headersSent) {
+          res.statusCode = 599;
+          res.end(String(err));
+        } else res.destroy();
+      });
+    }),
+  );
+}
+
+/** Puts a server (one made around a framework's app, say) on a free port of 127.0.0.1. */
+export async function listen(server: Server): Promise<TestServer> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
@@ -31,6 +40,15 @@ export async function startServer(handler: (req: IncomingMessage, res: ServerRes
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Request headers with Cache-Control: max-age=0 added, as a browser revalidating its cache sends
+ * them: fetch (undici) otherwise adds no-cache to a conditional request, an end-to-end reload that
+ * is always answered in full.
+ */
+export function revalidate(headers: Record<string, string>): Record<string, string> {
+  return { "Cache-Control": "max-age=0", ...headers };
 }
 
 /** sha256 in hex. */
@@ -74,4 +92,34 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
     if (Date.now() > until) throw new Error(`${what} did not hold within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A folder of files for clients such as curl to send or write, made before a file's tests. */
+export interface TempFiles {
+  /** Where a file of that name goes in the folder. */
+  path(name: string): string;
+  /** Writes the bytes to a file of that name and returns its path. */
+  write(name: string, bytes: Buffer): Promise<string>;
+}
+
+/** Gives a test file a fresh temporary folder (its name starting with `prefix`), removed after the last test. */
+export function useTempFiles(prefix: string): TempFiles {
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), prefix));
+  });
+  afterAll(async () => {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+  const path = (name: string): string => {
+    if (dir === undefined) throw new Error("the temporary folder is made before the first test");
+    return join(dir, name);
+  };
+  return {
+    path,
+    async write(name, bytes) {
+      await writeFile(path(name), bytes);
+      return path(name);
+    },
+  };
 }

@@ -1,4 +1,4 @@
-import { connect } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 
 /** An answer as read off the socket. */
 export interface RawResponse {
@@ -65,4 +65,42 @@ export function seeded(seed: number): { next(): number; int(n: number): number; 
   };
   const int = (n: number): number => Math.floor(next() * n);
   return { next, int, pick: (items) => items[int(items.length)]! };
+}
+
+/** A TCP proxy in the test process: its URL, and a close that cuts every connection through it. */
+export interface TcpProxy {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of `target`. `forward` passes on what a client sends (at its own pace, or
+ * calling `cut` to drop both sides); answers go back at full speed. Either side closing closes the
+ * other.
+ */
+export async function tcpProxy(target: string, forward: (chunk: Buffer, client: Socket, upstream: Socket, cut: () => void) => void): Promise<TcpProxy> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    sockets.add(client).add(upstream);
+    const cut = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("data", (chunk: Buffer) => forward(chunk, client, upstream, cut));
+    upstream.on("data", (chunk: Buffer) => client.write(chunk));
+    client.on("close", cut);
+    upstream.on("close", cut);
+    client.on("error", () => undefined);
+    upstream.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -2,6 +2,7 @@ import "reflect-metadata";
 import { DataSource, type DataSourceOptions, type EntitySchema, type MixedList } from "typeorm";
 import { Client } from "pg";
 import { registerLargeObjects, type LargeObject } from "../../src";
+import { clientQueries } from "./database";
 import { startScratchServer, startStandby, type ScratchServer } from "./scratch-server";
 
 /** A registered data source writing on `primary` and reading on `standby`, initialised. */
@@ -51,20 +52,7 @@ export function portOf(handle: LargeObject): number {
 
 /** Records the text of every statement pg clients send while `work` runs, with the port each went to. */
 export async function statementsByPort(work: () => Promise<unknown>): Promise<{ port: number; text: string }[]> {
-  const seen: { port: number; text: string }[] = [];
-  const proto = Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const original = proto.query;
-  proto.query = function (this: { port: number }, ...args: unknown[]) {
-    const first = args[0];
-    seen.push({ port: this.port, text: typeof first === "string" ? first : String((first as { text?: unknown })?.text ?? "(copy)") });
-    return original.apply(this, args);
-  };
-  try {
-    await work();
-  } finally {
-    proto.query = original;
-  }
-  return seen;
+  return (await clientQueries(work)).map(({ port, text }) => ({ port, text: text ?? "(copy)" }));
 }
 
 /** A primary, a hot standby of it and a data source over both, started before the file's tests and removed after them. */

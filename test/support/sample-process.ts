@@ -1,11 +1,64 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect, createServer, type Socket } from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { databaseUrl } from "./database";
+import { tcpProxy, type TcpProxy } from "./raw-http";
 import { within } from "./streams";
 
 const root = path.resolve(__dirname, "../..");
+
+/** A script of the project run with tsx in a process of its own, once it said it was ready. */
+export interface ScriptProcess {
+  /** The match of `ready` in what the script printed. */
+  ready: RegExpExecArray;
+  /** Ends the process (SIGTERM) and waits for its exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `script` (relative to the project root) with tsx, as `npm run sample` does, and waits up to
+ * `timeoutMs` for its standard output to match `ready`; a process that exits or stays silent
+ * fails the start with what it printed, and is killed. `echo` copies its standard error here.
+ */
+export async function startScript(
+  script: string,
+  options: { args?: string[]; env?: NodeJS.ProcessEnv; ready: RegExp; what: string; timeoutMs: number; echo?: boolean },
+): Promise<ScriptProcess> {
+  const loader = ["--require", path.join(root, "node_modules/tsx/dist/preflight.cjs"), "--import", pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href];
+  const child: ChildProcess = spawn(process.execPath, [...loader, path.join(root, script), ...(options.args ?? [])], {
+    cwd: root,
+    env: options.env ?? process.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stderr!.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+    if (options.echo) process.stderr.write(chunk);
+  });
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const ready = new Promise<RegExpExecArray>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      out += chunk.toString();
+      const line = options.ready.exec(out);
+      if (line) resolve(line);
+    });
+    child.on("exit", () => reject(new Error(`${options.what} exited: ${output}`)));
+  });
+  try {
+    return {
+      ready: await within(options.timeoutMs, ready, `${options.what}'s start`),
+      async stop() {
+        child.kill("SIGTERM");
+        await exited;
+      },
+    };
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  }
+}
 
 /** The sample app as `npm run sample` runs it (tsx, resumable uploads mounted), in a process of its own. */
 export interface SampleProcess {
@@ -18,68 +71,23 @@ export interface SampleProcess {
  * app's variables. The test's own data source should have made the schema first.
  */
 export async function startSampleProcess(env: Record<string, string> = {}): Promise<SampleProcess> {
-  const loader = ["--require", path.join(root, "node_modules/tsx/dist/preflight.cjs"), "--import", pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href];
-  const child: ChildProcess = spawn(process.execPath, [...loader, path.join(root, "sample-app/src/main.ts")], {
-    cwd: root,
+  const app = await startScript("sample-app/src/main.ts", {
     env: { ...process.env, ...env, DATABASE_URL: databaseUrl(), PORT: "0" },
-    stdio: ["ignore", "pipe", "pipe"],
+    ready: /^Sample app: (\S+)$/m,
+    what: "the sample app",
+    timeoutMs: 30_000,
   });
-  let output = "";
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-  const ready = new Promise<string>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const line = /^Sample app: (\S+)$/m.exec(output);
-      if (line) resolve(line[1]!);
-    });
-    child.on("exit", () => reject(new Error(`the sample app exited: ${output}`)));
-  });
-  try {
-    return {
-      url: await within(30_000, ready, "the sample app's start"),
-      async stop() {
-        child.kill("SIGTERM");
-        await exited;
-      },
-    };
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw err;
-  }
+  return { url: app.ready[1]!, stop: () => app.stop() };
 }
 
 /**
  * A TCP proxy in front of `target` that passes what clients send at about `bytesPerSecond` per
  * connection (answers go back at full speed), as a slow uplink does.
  */
-export async function throttlingProxy(target: string, bytesPerSecond: number): Promise<{ url: string; close(): Promise<void> }> {
-  const { hostname, port } = new URL(target);
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(Number(port), hostname);
-    sockets.add(client).add(upstream);
-    client.on("data", (chunk: Buffer) => {
-      upstream.write(chunk);
-      client.pause();
-      setTimeout(() => client.resume(), (1000 * chunk.length) / bytesPerSecond);
-    });
-    upstream.on("data", (chunk: Buffer) => client.write(chunk));
-    const cut = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("close", cut);
-    upstream.on("close", cut);
-    client.on("error", () => undefined);
-    upstream.on("error", () => undefined);
+export function throttlingProxy(target: string, bytesPerSecond: number): Promise<TcpProxy> {
+  return tcpProxy(target, (chunk, client, upstream) => {
+    upstream.write(chunk);
+    client.pause();
+    setTimeout(() => client.resume(), (1000 * chunk.length) / bytesPerSecond);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }

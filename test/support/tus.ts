@@ -1,15 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createServer, connect, type Server, type Socket } from "node:net";
-import path from "node:path";
 import type { Readable } from "node:stream";
-import { pathToFileURL } from "node:url";
 import type { DataSource } from "typeorm";
 import * as tus from "tus-js-client";
 import { databaseUrl } from "./database";
-import { within } from "./streams";
-
-const root = path.resolve(__dirname, "../..");
+import { tcpProxy, type TcpProxy } from "./raw-http";
+import { startScript } from "./sample-process";
 
 /** The tus fixture server: two tus servers sharing one store (see fixtures/tus-server.ts). */
 export interface TusServer {
@@ -22,41 +17,20 @@ export interface TusServer {
 
 /** Starts the fixture server on this worker's database (the test's data source must have made the schema). */
 export async function startTusServer(options: { expirationMs?: number; commitEveryBytes?: number } = {}): Promise<TusServer> {
-  const loader = ["--require", path.join(root, "node_modules/tsx/dist/preflight.cjs"), "--import", pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href];
-  const script = path.join(root, "test/integration/fixtures/tus-server.ts");
-  const child: ChildProcess = spawn(process.execPath, [...loader, script, databaseUrl(), JSON.stringify(options)], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
+  const server = await startScript("test/integration/fixtures/tus-server.ts", {
+    args: [databaseUrl(), JSON.stringify(options)],
+    ready: /ready (\S+) (\S+)\n/,
+    what: "the tus server",
+    timeoutMs: 30_000,
   });
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-  const ready = new Promise<[string, string]>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = /ready (\S+) (\S+)\n/.exec(out);
-      if (line) resolve([line[1]!, line[2]!]);
-    });
-    child.on("exit", () => reject(new Error(`the tus server exited: ${stderr}`)));
-  });
-  let urls: [string, string];
-  try {
-    urls = await within(30_000, ready, "the tus server's start");
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw err;
-  }
+  const urls: [string, string] = [server.ready[1]!, server.ready[2]!];
   return {
     urls,
     async control<T>(name: string): Promise<T> {
       const res = await fetch(`${urls[0]}/control/${name}`, { method: "POST" });
       return (await res.json()) as T;
     },
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-    },
+    stop: () => server.stop(),
   };
 }
 
@@ -92,48 +66,27 @@ export async function dropTusTable(ds: DataSource): Promise<void> {
  * A TCP proxy in front of `target` that destroys the connection carrying the byte at each offset
  * of `cuts` (counted over everything clients sent through it), as a network that drops mid-PATCH.
  */
-export async function cuttingProxy(target: string, cuts: number[]): Promise<{ url: string; cutsMade: () => number; close: () => Promise<void> }> {
-  const { hostname, port } = new URL(target);
+export async function cuttingProxy(target: string, cuts: number[]): Promise<TcpProxy & { cutsMade: () => number }> {
   const pending = [...cuts].sort((a, b) => a - b);
   let sent = 0;
   let made = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(port), hostname);
-    sockets.add(client).add(upstream);
-    const cut = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("data", (chunk: Buffer) => {
-      const next = pending[0];
-      if (next !== undefined && sent + chunk.length >= next) {
-        pending.shift();
-        made += 1;
-        upstream.write(chunk.subarray(0, next - sent));
-        sent = next;
-        cut();
-        return;
-      }
-      sent += chunk.length;
-      if (!upstream.write(chunk)) client.pause();
-    });
-    upstream.on("drain", () => client.resume());
-    upstream.on("data", (chunk: Buffer) => client.write(chunk));
-    client.on("close", cut);
-    upstream.on("close", cut);
-    client.on("error", () => undefined);
-    upstream.on("error", () => undefined);
+  const proxy = await tcpProxy(target, (chunk, client, upstream, cut) => {
+    const next = pending[0];
+    if (next !== undefined && sent + chunk.length >= next) {
+      pending.shift();
+      made += 1;
+      upstream.write(chunk.subarray(0, next - sent));
+      sent = next;
+      cut();
+      return;
+    }
+    sent += chunk.length;
+    if (!upstream.write(chunk)) {
+      client.pause();
+      upstream.once("drain", () => client.resume());
+    }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    cutsMade: () => made,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...proxy, cutsMade: () => made };
 }
 
 /** How a tus-js-client upload ended: success, or the error that stopped it (no retries). */

@@ -2,11 +2,17 @@ import type { DataSource, EntitySchema, MixedList } from "typeorm";
 import { idleInTransaction, openDataSource, unlinkAll, unlinkThese } from "./database";
 import { dropCleanup } from "./cleanup";
 import { dropAll, dropSchemas, openOrmDataSource } from "./orm";
+import { eventually } from "./http-server";
 import { checkedOut } from "./pool";
 
-type Options = Parameters<typeof openDataSource>[0] & {
+export type UseDataSourceOptions = Parameters<typeof openDataSource>[0] & {
   /** After each test: no connection checked out and no session idle in a transaction. */
   checkClean?: boolean;
+  /**
+   * With `checkClean`: how long the connections may take to come back to the pool (a server in the
+   * test's process may still be finishing a response the client has already read). None by default.
+   */
+  settleMs?: number;
   /**
    * When every large object is unlinked: after each test (the default without `orm`), once after
    * the last test (for files whose tests build on what earlier ones left; the default with `orm`),
@@ -39,8 +45,8 @@ type Options = Parameters<typeof openDataSource>[0] & {
  * unlinked after each test (after the clean-up checks, with `checkClean`) or at the end, the
  * entity tables dropped and everything closed at the end.
  */
-export function useDataSource(assign: (ds: DataSource) => void, options: Options = {}): void {
-  const { checkClean = false, unlink, orm, schemas, triggers = false, admin: assignAdmin, setUp, tearDown, ...dataSourceOptions } = options;
+export function useDataSource(assign: (ds: DataSource) => void, options: UseDataSourceOptions = {}): void {
+  const { checkClean = false, settleMs = 0, unlink, orm, schemas, triggers = false, admin: assignAdmin, setUp, tearDown, ...dataSourceOptions } = options;
   const unlinkWhen = unlink ?? (orm ? "end" : "each");
   let ds: DataSource | undefined;
   let admin: DataSource | undefined;
@@ -58,6 +64,7 @@ export function useDataSource(assign: (ds: DataSource) => void, options: Options
   afterEach(async () => {
     if (ds === undefined) return;
     if (checkClean) {
+      if (settleMs > 0) await eventually(() => checkedOut(ds!) === 0, settleMs, "every connection back in the pool");
       expect(checkedOut(ds)).toBe(0);
       expect(await idleInTransaction(admin ?? ds)).toBe(0);
     }
@@ -82,7 +89,7 @@ export function useDataSource(assign: (ds: DataSource) => void, options: Options
  */
 export function useOneConnection(
   assign: (ds: DataSource, observer: DataSource) => void,
-  options: Omit<Options, "poolSize" | "admin" | "orm" | "schemas" | "triggers"> = {},
+  options: Omit<UseDataSourceOptions, "poolSize" | "admin" | "orm" | "schemas" | "triggers"> = {},
 ): void {
   let pool: DataSource;
   useDataSource((opened) => (pool = opened), { ...options, poolSize: 1, admin: (observer) => assign(pool, observer) });
