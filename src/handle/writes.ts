@@ -231,11 +231,22 @@ async function compressionStep(scope: TransactionScope): Promise<string | undefi
  * @internal
  */
 export async function lowriteSql(scope: TransactionScope, options: { append: boolean }): Promise<string> {
-  const steps = [options.append ? "lo_lseek64($1, 0, 2)" : undefined, await compressionStep(scope)];
+  return afterSteps("SELECT lowrite($1, $2)", [options.append ? "lo_lseek64($1, 0, 2)" : undefined, await compressionStep(scope)]);
+}
+
+/** `select` (a SELECT without FROM) run after `steps`, which OFFSET 0 keeps in a subquery evaluated first. */
+function afterSteps(select: string, steps: (string | undefined)[]): string {
   const before = steps.filter((s): s is string => s !== undefined);
-  return before.length === 0
-    ? "SELECT lowrite($1, $2)"
-    : `SELECT lowrite($1, $2) FROM (SELECT ${before.join(", ")} OFFSET 0) AS before_write`;
+  return before.length === 0 ? select : `${select} FROM (SELECT ${before.join(", ")} OFFSET 0) AS before_write`;
+}
+
+/**
+ * Whether {@link createOnScope} needs a transaction for `data`: only content it streams does. No
+ * content, or bytes in memory up to 1 MiB, is a single statement, which is its own transaction.
+ * @internal
+ */
+export function createNeedsTransaction(data: LargeObjectContent | null | undefined): boolean {
+  return data !== undefined && data !== null && singlePiece(data, STATEMENT_PIECE_LIMIT) === undefined;
 }
 
 /**
@@ -314,9 +325,9 @@ export async function putPieces(scope: TransactionScope, oid: number, data: Larg
 
 /**
  * Creates an object in `scope` and fills it from `data`: bytes or text of up to 1 MiB in a single
- * `lo_from_bytea`, anything else through a write descriptor in 256 KiB pieces (64 KiB for the
- * first MiB). In a joined transaction a failure unlinks the half-written object; an owned one is
- * rolled back by the caller.
+ * `lo_from_bytea` (which needs no transaction, see {@link createNeedsTransaction}), anything else
+ * through a write descriptor in 256 KiB pieces (64 KiB for the first MiB). In a joined transaction
+ * a failure unlinks the half-written object; an owned one is rolled back by the caller.
  * @internal
  */
 export async function createOnScope(scope: TransactionScope, data?: LargeObjectContent | null): Promise<number> {
@@ -328,7 +339,10 @@ export async function createOnScope(scope: TransactionScope, data?: LargeObjectC
   // In the caller's transaction, creates issued together share a statement.
   if (whole !== undefined && scope.inTransaction && !scope.ownsTransaction) return createFromBytes(scope, whole);
   if (whole !== undefined) {
-    const rows = await scope.query<{ oid: number }>("SELECT lo_from_bytea(0, $1) AS oid", [whole]);
+    // One statement, in a transaction of the scope's own or in none: its pages' compression is
+    // chosen for that statement's transaction alone.
+    const sql = afterSteps("SELECT lo_from_bytea(0, $1) AS oid", [await compressionStep(scope)]);
+    const rows = await scope.query<{ oid: number }>(sql, [whole]);
     return rows[0]!.oid;
   }
   let created: { oid: number; fd: number; closed?: boolean } | undefined;

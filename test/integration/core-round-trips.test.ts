@@ -144,3 +144,34 @@ test("a repository write stream on a column with content is two round trips: the
   expect(sent.filter((s) => !s.includes("pg_settings"))).toHaveLength(2);
   await expectNothingLeft();
 });
+
+test("LargeObject.create from a data source with bytes in memory is one statement and no transaction", async () => {
+  for (const size of [1024, 64 * 1024, 1024 * 1024]) {
+    const data = randomBytes(size, 20);
+    let oid = 0;
+    const sent = await roundTrips(async () => {
+      oid = await LargeObject.create(ds, { data });
+    });
+    // At most the connection's lz4 question besides: it is asked once per connection.
+    expect(sent.filter((s) => !s.includes("pg_settings"))).toEqual([expect.stringMatching(/^SELECT lo_from_bytea\(0, \$1\) AS oid\b/)]);
+    expect((await objectBytes(ds, oid)).equals(data)).toBe(true);
+  }
+  const sent = await roundTrips(() => LargeObject.create(ds));
+  expect(sent).toEqual(["SELECT lo_create(0) AS oid"]);
+  await expectNothingLeft();
+});
+
+test("LargeObject.create on a runner without a transaction leaves it without one, and the pool's connections idle", async () => {
+  const runner = ds.createQueryRunner();
+  try {
+    const data = randomBytes(4096, 21);
+    const sent = await roundTrips(async () => {
+      expect((await objectBytes(ds, await LargeObject.create(runner, { data }))).equals(data)).toBe(true);
+    });
+    expect(sent.filter((s) => /START|BEGIN|COMMIT/.test(s))).toEqual([]);
+    expect(runner.isTransactionActive).toBe(false);
+  } finally {
+    await runner.release();
+  }
+  await expectNothingLeft();
+});

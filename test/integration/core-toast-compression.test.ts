@@ -115,3 +115,17 @@ test("whether the server has lz4 is asked once per connection, not once per writ
   });
   expect(statements.filter((s) => s.includes("pg_settings")).length).toBeLessThanOrEqual(1);
 });
+
+test("LargeObject.create from bytes in memory chooses the method in its one statement, and leaves the session's alone", async () => {
+  const fromDataSource = await LargeObject.create(ds, { data: COMPRESSIBLE });
+  expect(await pageCompression(fromDataSource)).toEqual([expected]);
+  const runner = ds.createQueryRunner();
+  try {
+    const oid = await LargeObject.create(runner, { data: COMPRESSIBLE });
+    expect(await pageCompression(oid)).toEqual([expected]);
+    expect((await objectBytes(ds, oid)).equals(COMPRESSIBLE)).toBe(true);
+    expect((await runner.query("SHOW default_toast_compression"))[0].default_toast_compression).toBe("pglz");
+  } finally {
+    await runner.release();
+  }
+});
