@@ -5,6 +5,7 @@ import { integerLiteral } from "../validation";
 import { largeObjectExists } from "../connection/catalog";
 import type { PgClient } from "../connection/source";
 import { TransactionScope } from "../connection/transaction-scope";
+import { compressionStep, stepsItem } from "../handle/compression";
 import { singlePiece, type LargeObjectContent } from "../handle/content";
 import { digesting, type ContentDigest } from "../handle/digest";
 import { LargeObject, type OpenOptions } from "../handle/large-object";
@@ -88,33 +89,42 @@ function byBytes(items: Pending[], limit: number): Pending[][] {
   return groups;
 }
 
-function sendBatch(scope: TransactionScope, table: string, items: Pending[]): void {
-  // The CTE is materialized once (lo_from_bytea is volatile), so each object is created once and
-  // recorded in the same statement: no object can exist without its record.
-  // All contents travel as one binary bytea (pg sends Buffers unencoded; an array of them would
-  // go hex-encoded, twice the bytes) and are cut apart on the server by offset and length.
-  const sql = `WITH input AS (
+/**
+ * The statement of a batch. The CTE is materialized once (lo_from_bytea is volatile), so each
+ * object is created once and recorded in the same statement: no object can exist without its
+ * record. All contents travel as one binary bytea (pg sends Buffers unencoded; an array of them
+ * would go hex-encoded, twice the bytes) and are cut apart on the server by offset and length.
+ * `step` (the pages' compression) runs before the first object is made.
+ */
+function batchSql(table: string, step: string | undefined): string {
+  const before = stepsItem([step]);
+  return `WITH input AS (
       SELECT ord, substring($1::bytea FROM start FOR len) AS data, created_for
         FROM unnest($2::int4[], $3::int4[], $4::text[]) WITH ORDINALITY AS i(start, len, created_for, ord)
     ), created AS MATERIALIZED (
-      SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input
+      SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input${before === undefined ? "" : `, ${before}`}
     ), recorded AS (
       INSERT INTO ${table} (oid, created_for) SELECT oid, created_for FROM created
     )
     SELECT oid FROM created ORDER BY ord`;
+}
+
+function sendBatch(scope: TransactionScope, table: string, items: Pending[]): void {
   const starts: number[] = [];
   let next = 1;
   for (const item of items) {
     starts.push(next);
     next += item.data.length;
   }
-  scope
-    .query<{ oid: number }>(sql, [
-      Buffer.concat(items.map((i) => i.data)),
-      starts,
-      items.map((i) => i.data.length),
-      items.map((i) => i.createdFor),
-    ])
+  compressionStep(scope)
+    .then((step) =>
+      scope.query<{ oid: number }>(batchSql(table, step), [
+        Buffer.concat(items.map((i) => i.data)),
+        starts,
+        items.map((i) => i.data.length),
+        items.map((i) => i.createdFor),
+      ]),
+    )
     .then(
       (rows) => items.forEach((item, n) => item.resolve(rows[n]!.oid)),
       (err: unknown) => items.forEach((item) => item.reject(err)),
