@@ -2,8 +2,9 @@
  * npx tsx bench/statements.ts [--quick]
  *
  * Counts what each path of the library sends the server per object: round trips (each query the pg
- * client waits for) and statements (a pipelined run of `lowrite` calls is one round trip and many
- * statements), and times the path in a warm process beside the server's own. Needs DATABASE_URL;
+ * client waits for), the server's ReadyForQuery answers (one per Sync or simple query: the
+ * server's own count of round trips) and statements (a pipelined run of `lowrite` calls is one
+ * round trip and many statements), and times the path in a warm process beside the server's own. Needs DATABASE_URL;
  * works in a database of its own, dropped at the end.
  */
 import "reflect-metadata";
@@ -18,11 +19,22 @@ import { contentBuffer, contentStream } from "./data";
 
 interface Counts {
   roundTrips: number;
+  ready: number;
   statements: number;
   texts: string[];
 }
 
-const counts: Counts = { roundTrips: 0, statements: 0, texts: [] };
+const counts: Counts = { roundTrips: 0, ready: 0, statements: 0, texts: [] };
+
+/** Counts the server's ReadyForQuery messages; pg binds its handler when a client connects, so this runs first. */
+function countReady(): void {
+  const proto = pg.Client.prototype as unknown as { _handleReadyForQuery(msg: unknown): void };
+  const original = proto._handleReadyForQuery;
+  proto._handleReadyForQuery = function (this: unknown, msg: unknown) {
+    counts.ready += 1;
+    original.call(this, msg);
+  };
+}
 
 /** Wraps pg's Client.query: every query object and text query is one round trip; pipelined runs report their statements. */
 function countQueries(): void {
@@ -32,7 +44,7 @@ function countQueries(): void {
     counts.roundTrips += 1;
     let text: string;
     if (typeof first === "string") text = first;
-    else if (typeof first.submit === "function") text = first.constructor.name;
+    else if (typeof first.submit === "function") text = `${first.constructor.name}: ${first.text ?? ""}`;
     else text = first.text ?? "?";
     if (typeof first === "object" && typeof first.submit === "function" && first.constructor.name === "LowriteRun") {
       // Counted as its pieces go out (see below).
@@ -42,11 +54,22 @@ function countQueries(): void {
   } as typeof pg.Client.prototype.query;
 }
 
-function countPipelinedPieces(module: { LowriteRun: { prototype: { add(piece: Buffer): Promise<void> } } }): void {
-  const add = module.LowriteRun.prototype.add;
-  module.LowriteRun.prototype.add = function (this: unknown, piece: Buffer) {
+interface RunPrototype {
+  readonly open: boolean;
+  add(piece: Buffer): Promise<void>;
+  end(last?: unknown): Promise<void>;
+}
+
+/** A pipelined run is one round trip: its pieces, and the statement that may end it, are its statements. */
+function countPipelinedPieces(module: { LowriteRun: { prototype: RunPrototype } }): void {
+  const { add, end } = module.LowriteRun.prototype;
+  module.LowriteRun.prototype.add = function (this: RunPrototype, piece: Buffer) {
     counts.statements += 1;
     return add.call(this, piece);
+  };
+  module.LowriteRun.prototype.end = function (this: RunPrototype, last?: unknown) {
+    if (last !== undefined && this.open) counts.statements += 1;
+    return end.call(this, last);
   };
 }
 
@@ -58,6 +81,7 @@ interface PathFigure {
   path: string;
   size: string;
   roundTrips: number;
+  ready: number;
   statements: number;
   perSecond: number;
   texts: string[];
@@ -66,17 +90,18 @@ interface PathFigure {
 async function measure(name: string, size: string, objects: number, reps: number, task: () => Promise<void>): Promise<PathFigure> {
   await task(); // warm
   counts.roundTrips = 0;
+  counts.ready = 0;
   counts.statements = 0;
   counts.texts = [];
   await task();
-  const { roundTrips, statements } = counts;
+  const { roundTrips, ready, statements } = counts;
   const texts = [...counts.texts];
   const started = process.hrtime.bigint();
   for (let i = 0; i < reps; i++) await task();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const figure = { path: name, size, roundTrips: roundTrips / objects, statements: statements / objects, perSecond: (reps * objects) / seconds, texts };
+  const figure = { path: name, size, roundTrips: roundTrips / objects, ready: ready / objects, statements: statements / objects, perSecond: (reps * objects) / seconds, texts };
   console.log(
-    `${name.padEnd(44)} ${size.padStart(6)}  ${figure.roundTrips.toFixed(2).padStart(6)} round trips ${figure.statements.toFixed(2).padStart(6)} statements per object  ${figure.perSecond.toFixed(0).padStart(7)} objects/s`,
+    `${name.padEnd(44)} ${size.padStart(6)}  ${figure.roundTrips.toFixed(2).padStart(6)} round trips ${figure.ready.toFixed(2).padStart(6)} ready ${figure.statements.toFixed(2).padStart(6)} statements per object  ${figure.perSecond.toFixed(0).padStart(7)} objects/s`,
   );
   return figure;
 }
@@ -92,6 +117,7 @@ async function main(): Promise<void> {
   const url = new URL(base);
   url.pathname = `/${name}`;
   countQueries();
+  countReady();
   countPipelinedPieces(await import("../src/protocol/lowrite-run"));
   const ds = registerLargeObjects(new DataSource({ type: "postgres", url: url.toString(), entities: [BenchFile], synchronize: true, poolSize: 2 }));
   await ds.initialize();
@@ -105,6 +131,7 @@ async function main(): Promise<void> {
     for (const [label, size] of [
       ["1M", 1024 * 1024],
       ["64K", 64 * 1024],
+      ["1K", 1024],
     ] as const) {
       const fixture = await LargeObject.create(ds, { data: contentBuffer(size) });
       const row = await files.save(files.create({ file: fixture }));
@@ -128,6 +155,17 @@ async function main(): Promise<void> {
         }),
       );
       const saved: number[] = [];
+      const bytes = contentBuffer(size);
+      figures.push(
+        await measure("LargeObject.create from a data source, Buffer", label, 1, reps, async () => {
+          made.push(await LargeObject.create(ds, { data: bytes }));
+        }),
+      );
+      figures.push(
+        await measure("save() with a Buffer", label, 1, reps, async () => {
+          saved.push((await files.save(files.create({ file: bytes }))).id);
+        }),
+      );
       figures.push(
         await measure("save() with a stream", label, 1, reps, async () => {
           saved.push((await files.save(files.create({ file: contentStream(size) }))).id);

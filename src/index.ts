@@ -13,7 +13,7 @@ export type { ReadFrom, ReplicaReadOptions } from "./connection/replica-routing"
 export type { LargeObjectContent } from "./handle/content";
 export type { Offset } from "./validation";
 export { MAX_LARGE_OBJECT_SIZE } from "./validation";
-export { TOAST_COMPRESSION_SETTING } from "./handle/writes";
+export { TOAST_COMPRESSION_SETTING } from "./handle/compression";
 export { LargeObjectColumn, oidOf } from "./orm/column";
 export type { LargeObjectColumnOptions, LargeObjectTrackOptions, LargeObjectValue } from "./orm/column";
 export { trackedContentOf } from "./orm/tracking";

@@ -9,7 +9,7 @@ import { chunkToBuffer, type LargeObjectContent } from "./content";
 import { MODE_FLAGS, toMode, type LargeObjectMode } from "./modes";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
-import { CLOSE_DESCRIPTOR, PipelinedWriter, WRITE_PIECE_SIZE, createOnScope, lowriteSql } from "./writes";
+import { CLOSE_DESCRIPTOR, PipelinedWriter, WRITE_PIECE_SIZE, createNeedsTransaction, createOnScope, lowriteSql } from "./writes";
 
 /** Where a seek counts from: the start, the current position or the end (or 0, 1, 2 as in lseek). */
 export type Whence = "set" | "cur" | "end" | 0 | 1 | 2;
@@ -113,7 +113,9 @@ export class LargeObject {
    * const oid = await LargeObject.create(dataSource, { data: fs.createReadStream("video.mp4") });
    */
   static async create(source: LargeObjectSource, options: CreateOptions = {}): Promise<number> {
-    return TransactionScope.using(source, { transaction: true }, (scope) => createOnScope(scope, options.data)).catch(
+    // Content that is one statement needs no transaction of its own: that statement is one.
+    const transaction = createNeedsTransaction(options.data);
+    return TransactionScope.using(source, { transaction }, (scope) => createOnScope(scope, options.data)).catch(
       (err: unknown) => {
         throw toLargeObjectError(err);
       },

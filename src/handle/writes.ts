@@ -3,11 +3,13 @@ import type { PgClient } from "../connection/source";
 import type { TransactionScope } from "../connection/transaction-scope";
 import { LowriteRun } from "../protocol/lowrite-run";
 import { chunkToBuffer, singlePiece, type LargeObjectContent } from "./content";
+import { afterSteps, compressionStep } from "./compression";
 import { createFromBytes } from "./create-batch";
 import { INV_WRITE } from "./modes";
 
 // Every write of the library goes through this module: piece sizes, the assembly of pieces, the
-// pipelined writer, the statement of a write with its compression step, and new objects.
+// pipelined writer, the statement of a write with its compression step (see ./compression), and
+// new objects.
 
 /**
  * Default piece size of writes: 256 KiB. The server receives a piece before it stores it, one
@@ -189,53 +191,21 @@ export class PipelinedWriter {
 }
 
 /**
- * The compression method the library's writes ask the server to use for the pages of large objects
- * (`default_toast_compression` for their transaction). Unset or empty: lz4, where the server was
- * built with it. Set it (per database, role or session) to `pglz` to keep the server's default.
- */
-export const TOAST_COMPRESSION_SETTING = "typeorm_large_object.toast_compression";
-
-/**
- * A SELECT-list step that sets `default_toast_compression` until the end of the transaction: the
- * server compresses every 2 KiB page it stores, and pglz spends far more CPU on incompressible
- * bytes than lz4, which gives up on them at once.
- */
-const SET_COMPRESSION =
-  `pg_catalog.set_config('default_toast_compression', ` +
-  `COALESCE(NULLIF(pg_catalog.current_setting('${TOAST_COMPRESSION_SETTING}', true), ''), 'lz4'), true)`;
-
-/** Whether each connection's server offers lz4 (a build option), asked once per connection. */
-const offersLz4 = new WeakMap<object, Promise<boolean>>();
-
-/**
- * The step that chooses the compression of a write's pages, or undefined where the server has no
- * lz4 (its default, pglz, then stays).
- */
-async function compressionStep(scope: TransactionScope): Promise<string | undefined> {
-  let known = offersLz4.get(scope.client);
-  if (known === undefined) {
-    known = scope
-      .query<{ lz4: boolean }>(
-        "SELECT 'lz4' = ANY (enumvals) AS lz4 FROM pg_catalog.pg_settings WHERE name = 'default_toast_compression'",
-      )
-      .then((rows) => rows[0]?.lz4 === true);
-    offersLz4.set(scope.client, known);
-    known.catch(() => offersLz4.delete(scope.client));
-  }
-  return (await known) ? SET_COMPRESSION : undefined;
-}
-
-/**
  * The statement of a write, `SELECT lowrite($1, $2)`: an append goes to the end first, and every
  * write chooses the compression of the pages it stores (steps run once per statement, before it).
  * @internal
  */
 export async function lowriteSql(scope: TransactionScope, options: { append: boolean }): Promise<string> {
-  const steps = [options.append ? "lo_lseek64($1, 0, 2)" : undefined, await compressionStep(scope)];
-  const before = steps.filter((s): s is string => s !== undefined);
-  return before.length === 0
-    ? "SELECT lowrite($1, $2)"
-    : `SELECT lowrite($1, $2) FROM (SELECT ${before.join(", ")} OFFSET 0) AS before_write`;
+  return afterSteps("SELECT lowrite($1, $2)", [options.append ? "lo_lseek64($1, 0, 2)" : undefined, await compressionStep(scope)]);
+}
+
+/**
+ * Whether {@link createOnScope} needs a transaction for `data`: only content it streams does. No
+ * content, or bytes in memory up to 1 MiB, is a single statement, which is its own transaction.
+ * @internal
+ */
+export function createNeedsTransaction(data: LargeObjectContent | null | undefined): boolean {
+  return data !== undefined && data !== null && singlePiece(data, STATEMENT_PIECE_LIMIT) === undefined;
 }
 
 /**
@@ -314,9 +284,9 @@ export async function putPieces(scope: TransactionScope, oid: number, data: Larg
 
 /**
  * Creates an object in `scope` and fills it from `data`: bytes or text of up to 1 MiB in a single
- * `lo_from_bytea`, anything else through a write descriptor in 256 KiB pieces (64 KiB for the
- * first MiB). In a joined transaction a failure unlinks the half-written object; an owned one is
- * rolled back by the caller.
+ * `lo_from_bytea` (which needs no transaction, see {@link createNeedsTransaction}), anything else
+ * through a write descriptor in 256 KiB pieces (64 KiB for the first MiB). In a joined transaction
+ * a failure unlinks the half-written object; an owned one is rolled back by the caller.
  * @internal
  */
 export async function createOnScope(scope: TransactionScope, data?: LargeObjectContent | null): Promise<number> {
@@ -328,7 +298,10 @@ export async function createOnScope(scope: TransactionScope, data?: LargeObjectC
   // In the caller's transaction, creates issued together share a statement.
   if (whole !== undefined && scope.inTransaction && !scope.ownsTransaction) return createFromBytes(scope, whole);
   if (whole !== undefined) {
-    const rows = await scope.query<{ oid: number }>("SELECT lo_from_bytea(0, $1) AS oid", [whole]);
+    // One statement, in a transaction of the scope's own or in none: its pages' compression is
+    // chosen for that statement's transaction alone.
+    const sql = afterSteps("SELECT lo_from_bytea(0, $1) AS oid", [await compressionStep(scope)]);
+    const rows = await scope.query<{ oid: number }>(sql, [whole]);
     return rows[0]!.oid;
   }
   let created: { oid: number; fd: number; closed?: boolean } | undefined;

@@ -5,11 +5,12 @@ import { integerLiteral } from "../validation";
 import { largeObjectExists } from "../connection/catalog";
 import type { PgClient } from "../connection/source";
 import { TransactionScope } from "../connection/transaction-scope";
-import { singlePiece, type LargeObjectContent } from "../handle/content";
+import { compressionStep, stepsItem } from "../handle/compression";
+import { readAhead, singlePiece, type LargeObjectContent } from "../handle/content";
 import { digesting, type ContentDigest } from "../handle/digest";
 import { LargeObject, type OpenOptions } from "../handle/large-object";
 import { INV_READ, INV_WRITE, type LargeObjectMode } from "../handle/modes";
-import { pipeIntoNewObject, putPieces } from "../handle/writes";
+import { FIRST_PIECES, pipeIntoNewObject, putPieces } from "../handle/writes";
 import type { LargeObjectColumnInfo } from "./column";
 import { LargeObjectRecord } from "./records";
 import { findReferences } from "./references";
@@ -18,6 +19,12 @@ import { findReferences } from "./references";
 const BATCH_PIECE_LIMIT = 256 * 1024;
 /** Content bytes per batch statement. */
 const BATCH_BYTES = 32 * 1024 * 1024;
+/**
+ * Bytes of streamed content read before it is decided how to write it: a stream that ends within
+ * them is created in a batch like bytes in memory. As much as the first piece of a streamed write,
+ * which would hold them anyway.
+ */
+const READ_AHEAD_LIMIT = FIRST_PIECES.size;
 
 /** Where an object was created, as stored in the record table: `schema.table.column`. */
 function createdFor(info: LargeObjectColumnInfo): string {
@@ -88,33 +95,42 @@ function byBytes(items: Pending[], limit: number): Pending[][] {
   return groups;
 }
 
-function sendBatch(scope: TransactionScope, table: string, items: Pending[]): void {
-  // The CTE is materialized once (lo_from_bytea is volatile), so each object is created once and
-  // recorded in the same statement: no object can exist without its record.
-  // All contents travel as one binary bytea (pg sends Buffers unencoded; an array of them would
-  // go hex-encoded, twice the bytes) and are cut apart on the server by offset and length.
-  const sql = `WITH input AS (
+/**
+ * The statement of a batch. The CTE is materialized once (lo_from_bytea is volatile), so each
+ * object is created once and recorded in the same statement: no object can exist without its
+ * record. All contents travel as one binary bytea (pg sends Buffers unencoded; an array of them
+ * would go hex-encoded, twice the bytes) and are cut apart on the server by offset and length.
+ * `step` (the pages' compression) runs before the first object is made.
+ */
+function batchSql(table: string, step: string | undefined): string {
+  const before = stepsItem([step]);
+  return `WITH input AS (
       SELECT ord, substring($1::bytea FROM start FOR len) AS data, created_for
         FROM unnest($2::int4[], $3::int4[], $4::text[]) WITH ORDINALITY AS i(start, len, created_for, ord)
     ), created AS MATERIALIZED (
-      SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input
+      SELECT ord, lo_from_bytea(0, data) AS oid, created_for FROM input${before === undefined ? "" : `, ${before}`}
     ), recorded AS (
       INSERT INTO ${table} (oid, created_for) SELECT oid, created_for FROM created
     )
     SELECT oid FROM created ORDER BY ord`;
+}
+
+function sendBatch(scope: TransactionScope, table: string, items: Pending[]): void {
   const starts: number[] = [];
   let next = 1;
   for (const item of items) {
     starts.push(next);
     next += item.data.length;
   }
-  scope
-    .query<{ oid: number }>(sql, [
-      Buffer.concat(items.map((i) => i.data)),
-      starts,
-      items.map((i) => i.data.length),
-      items.map((i) => i.createdFor),
-    ])
+  compressionStep(scope)
+    .then((step) =>
+      scope.query<{ oid: number }>(batchSql(table, step), [
+        Buffer.concat(items.map((i) => i.data)),
+        starts,
+        items.map((i) => i.data.length),
+        items.map((i) => i.createdFor),
+      ]),
+    )
     .then(
       (rows) => items.forEach((item, n) => item.resolve(rows[n]!.oid)),
       (err: unknown) => items.forEach((item) => item.reject(err)),
@@ -153,9 +169,10 @@ async function removeMade(scope: TransactionScope, dataSource: DataSource, oid: 
 }
 
 /**
- * Creates an object from `content`, recorded as made for `origin`. Content is written with `lo_put`
- * outside a transaction, which needs no descriptor: this works in the autocommit hooks of
- * `insert()` as well as inside `save()`.
+ * Creates an object from `content`, recorded as made for `origin`. Content in memory up to 256 KiB,
+ * and streamed content that ends within 64 KiB, goes in a batch statement. Other content is written
+ * with `lo_put` outside a transaction, which needs no descriptor: this works in the autocommit
+ * hooks of `insert()` as well as inside `save()`.
  * @internal
  */
 export async function createRecorded(
@@ -170,7 +187,13 @@ export async function createRecorded(
   /** Set as soon as a streamed object exists, so a failure can remove it. */
   let opened: number | undefined;
   try {
-    const small = content === undefined ? Buffer.alloc(0) : singlePiece(content, BATCH_PIECE_LIMIT);
+    let small = content === undefined ? Buffer.alloc(0) : singlePiece(content, BATCH_PIECE_LIMIT);
+    if (small === undefined) {
+      // A short stream goes in the batch: no descriptor, and one round trip fewer.
+      const ahead = await readAhead(content!, READ_AHEAD_LIMIT);
+      if ("whole" in ahead) small = ahead.whole;
+      else content = ahead.rest;
+    }
     if (small !== undefined) {
       oid = await createBatched(scope, table, small, origin);
     } else if (scope.inTransaction) {

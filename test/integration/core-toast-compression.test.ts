@@ -1,13 +1,14 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { DataSource, QueryRunner } from "typeorm";
+import { In, type DataSource, type QueryRunner } from "typeorm";
 import { LargeObject, TOAST_COMPRESSION_SETTING } from "../../src";
 import { objectBytes } from "../support/database";
 import { statementsOf } from "../support/orm";
 import { useDataSource } from "../support/use-data-source";
+import { Document } from "./fixtures/documents";
 
 let ds: DataSource;
-useDataSource((opened) => (ds = opened));
+useDataSource((opened) => (ds = opened), { orm: [Document] });
 
 /**
  * The method the library's writes should store pages with on this server: lz4 where it was built
@@ -114,4 +115,38 @@ test("whether the server has lz4 is asked once per connection, not once per writ
     for (let i = 0; i < 3; i++) await LargeObject.create(manager, { data: Readable.from([COMPRESSIBLE]) });
   });
   expect(statements.filter((s) => s.includes("pg_settings")).length).toBeLessThanOrEqual(1);
+});
+
+test("LargeObject.create from bytes in memory chooses the method in its one statement, and leaves the session's alone", async () => {
+  const fromDataSource = await LargeObject.create(ds, { data: COMPRESSIBLE });
+  expect(await pageCompression(fromDataSource)).toEqual([expected]);
+  const runner = ds.createQueryRunner();
+  try {
+    const oid = await LargeObject.create(runner, { data: COMPRESSIBLE });
+    expect(await pageCompression(oid)).toEqual([expected]);
+    expect((await objectBytes(ds, oid)).equals(COMPRESSIBLE)).toBe(true);
+    expect((await runner.query("SHOW default_toast_compression"))[0].default_toast_compression).toBe("pglz");
+  } finally {
+    await runner.release();
+  }
+});
+
+test("creates batched in a transaction of yours, save() of small content or a short stream, and insert() choose the same method", async () => {
+  // Whole pages only: a short last page is stored uncompressed.
+  const small = COMPRESSIBLE.subarray(0, 98 * 2048);
+  const short = COMPRESSIBLE.subarray(0, 30 * 2048);
+  const batched = await inTransaction(async (runner) => {
+    const [one] = await Promise.all([LargeObject.create(runner, { data: small }), LargeObject.create(runner, { data: short })]);
+    const alone = await LargeObject.create(runner, { data: short });
+    return [one!, alone];
+  });
+  const docs = ds.getRepository(Document);
+  const saved = await docs.save({ name: "in memory", attachment: small });
+  const streamed = await docs.save({ name: "short stream", attachment: Readable.from([short.subarray(0, 1000), short.subarray(1000)]) });
+  const inserted = await docs.insert({ name: "inserted", attachment: short });
+  const rows = await docs.findBy({ id: In([saved.id, streamed.id, inserted.identifiers[0]!.id as number]) });
+  const oids = [...batched, ...rows.map((row) => row.attachment as number)];
+  expect(oids).toHaveLength(5);
+  for (const oid of oids) expect(await pageCompression(oid)).toEqual([expected]);
+  expect((await objectBytes(ds, rows.find((r) => r.id === streamed.id)!.attachment as number)).equals(short)).toBe(true);
 });
