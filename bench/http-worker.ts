@@ -18,11 +18,11 @@ import { BenchFile } from "./entity";
 
 /** One job of the client, and its answer. */
 export type ClientJob =
-  | { op: "http-upload" | "direct-write"; size: number; verify: boolean }
+  | { op: "http-upload" | "piped-upload" | "direct-write"; size: number; verify: boolean }
   | { op: "http-download" | "piped-download" | "direct-read"; id: number; verify: boolean }
   | { op: "http-many"; kind: "upload" | "download"; clients: number; perClient: number; size: number; id?: number }
   | { op: "fixture"; size: number }
-  | { op: "tus-upload" | "plain-write"; size: number; chunkSize: number; verify: boolean }
+  | { op: "tus-upload" | "chunked-upload" | "plain-write"; size: number; chunkSize: number; verify: boolean }
   | { op: "rss"; port: number }
   | { op: "clear" };
 
@@ -31,6 +31,11 @@ type JobOf<K extends ClientJob["op"]> = ClientJob extends infer J ? (J extends {
 
 export interface JobResult {
   seconds?: number;
+  /**
+   * CPU seconds (user and system) of the process that did the library's work in the timed run:
+   * the server's for a request, the client's own for the direct streams.
+   */
+  cpu?: number;
   id?: number;
   hash?: string;
   rss?: number;
@@ -47,6 +52,20 @@ function maxRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** This process's CPU seconds so far, user and system. */
+function cpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+/** Answers the requests every server takes beside its own: its peak RSS and its CPU time. */
+function answerProbe(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.url === "/rss") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rss: maxRss() }));
+  else if (req.url === "/cpu") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ cpu: cpuSeconds() }));
+  else return false;
+  return true;
+}
+
 function fail(res: ServerResponse, err: unknown): void {
   process.stderr.write(`request failed: ${String(err)}\n`);
   if (!res.headersSent) res.writeHead(500);
@@ -61,10 +80,7 @@ async function serveHttp(url: string): Promise<void> {
   const objects = new LargeObjectRepository(ds.manager);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     (async () => {
-      if (req.url === "/rss") {
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rss: maxRss() }));
-        return;
-      }
+      if (answerProbe(req, res)) return;
       if (req.method === "PUT" && req.url === "/files") {
         try {
           const saved = await receiveLargeObject(req, { source: ds, target: BenchFile, property: "file" });
@@ -73,6 +89,14 @@ async function serveHttp(url: string): Promise<void> {
           res.writeHead(httpStatusOf(err)).end();
           req.resume();
         }
+        return;
+      }
+      if (req.method === "PUT" && req.url === "/piped") {
+        // What an application writes without the helper, and what the direct write does: a row, then
+        // the body piped into the repository's write stream.
+        const row = await files.save(files.create({ file: null }));
+        await pipeline(req, await objects.createWriteStream(row, "file"));
+        res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ id: row.id }));
         return;
       }
       const match = /^\/files\/(\d+)$/.exec(req.url ?? "");
@@ -115,13 +139,34 @@ async function serveTus(url: string): Promise<void> {
       return {};
     },
   });
+  const objects = new LargeObjectRepository(ds.manager);
   const server = createServer((req, res) => {
-    if (req.url === "/rss") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rss: maxRss() }));
+    if (answerProbe(req, res)) return;
+    if (req.url?.startsWith("/chunks")) {
+      chunk(req, res).catch((err: unknown) => fail(res, err));
       return;
     }
     tus.handle(req, res).catch((err: unknown) => fail(res, err));
   });
+  /**
+   * The same requests without tus: POST /chunks makes a row, and each PATCH /chunks/<id>?offset=N
+   * pipes its body into the row's write stream (appending after the first), a transaction each.
+   */
+  async function chunk(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "POST") {
+      const row = await files.save(files.create({ file: null }));
+      res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ id: row.id }));
+      return;
+    }
+    const match = /^\/chunks\/(\d+)\?offset=(\d+)$/.exec(req.url ?? "");
+    if (req.method !== "PATCH" || match === null) {
+      res.writeHead(404).end();
+      return;
+    }
+    const row = await files.findOneByOrFail({ id: Number(match[1]) });
+    await pipeline(req, await objects.createWriteStream(row, "file", { append: Number(match[2]) > 0 }));
+    res.writeHead(204).end();
+  }
   await listen(server);
 }
 
@@ -205,33 +250,42 @@ async function client(url: string): Promise<void> {
     const rows: { h: string }[] = await ds.query("SELECT encode(sha256(lo_get(file)), 'hex') AS h FROM bench_files WHERE id = $1", [id]);
     return rows[0]?.h ?? "missing";
   };
-  const timed = async <T>(task: () => Promise<T>): Promise<{ seconds: number; value: T }> => {
+  /** Times `task`; `cpu` is the CPU time it took of the server on `port`, or of this process. */
+  const timed = async <T>(task: () => Promise<T>, port?: number): Promise<{ seconds: number; cpu: number; value: T }> => {
+    const cpuOf = async (): Promise<number> =>
+      port === undefined ? cpuSeconds() : (JSON.parse((await exchange(port, { method: "GET", path: "/cpu" })).body) as { cpu: number }).cpu;
+    const cpuBefore = await cpuOf();
     const started = process.hrtime.bigint();
     const value = await task();
-    return { seconds: Number(process.hrtime.bigint() - started) / 1e9, value };
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { seconds, cpu: (await cpuOf()) - cpuBefore, value };
   };
-
-  const jobs: Record<ClientJob["op"], (job: never) => Promise<JobResult>> = {
-    "http-upload": async (job: JobOf<"http-upload">) => {
-      const { seconds, value } = await timed(() =>
+  const upload = async (job: JobOf<"http-upload">, path: string): Promise<JobResult> => {
+    const { seconds, cpu, value } = await timed(
+      () =>
         exchange(ports.http!, {
           method: "PUT",
-          path: "/files",
+          path,
           headers: { "content-type": "application/octet-stream", "content-length": job.size },
           body: contentStream(job.size),
         }),
-      );
-      if (value.status !== 201) throw new Error(`upload answered ${value.status}`);
-      const id = (JSON.parse(value.body) as { id: number }).id;
-      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
-    },
+      ports.http!,
+    );
+    if (value.status !== 201) throw new Error(`upload to ${path} answered ${value.status}`);
+    const id = (JSON.parse(value.body) as { id: number }).id;
+    return { seconds, cpu, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+  };
+
+  const jobs: Record<ClientJob["op"], (job: never) => Promise<JobResult>> = {
+    "http-upload": (job: JobOf<"http-upload">) => upload(job, "/files"),
+    "piped-upload": (job: JobOf<"piped-upload">) => upload(job, "/piped"),
     "direct-write": async (job: JobOf<"direct-write">) => {
-      const { seconds, value: id } = await timed(async () => {
+      const { seconds, cpu, value: id } = await timed(async () => {
         const row = await files.save(files.create({ file: null }));
         await pipeline(contentStream(job.size), await objects.createWriteStream(row, "file"));
         return row.id;
       });
-      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+      return { seconds, cpu, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
     },
     "http-download": async (job: JobOf<"http-download">) => {
       const { seconds, value } = await timed(() => exchange(ports.http!, { method: "GET", path: `/files/${job.id}`, hash: job.verify, keep: false }));
@@ -276,7 +330,7 @@ async function client(url: string): Promise<void> {
     "tus-upload": async (job: JobOf<"tus-upload">) => {
       const tus = await import("tus-js-client");
       const data = bufferOf(job.size);
-      const { seconds } = await timed(
+      const { seconds, cpu } = await timed(
         () =>
           new Promise<void>((resolve, reject) => {
             const upload = new tus.Upload(data, {
@@ -289,20 +343,41 @@ async function client(url: string): Promise<void> {
             });
             upload.start();
           }),
+        ports.tus!,
       );
       const newest: { id: number }[] = await ds.query("SELECT max(id) AS id FROM bench_files");
       const id = Number(newest[0]!.id);
       const hash = job.verify ? await storedHash(id) : undefined;
-      return { seconds, id, ...(hash !== undefined ? { hash } : {}) };
+      return { seconds, cpu, id, ...(hash !== undefined ? { hash } : {}) };
+    },
+    "chunked-upload": async (job: JobOf<"chunked-upload">) => {
+      const data = bufferOf(job.size);
+      const { seconds, cpu, value: id } = await timed(async () => {
+        const created = await exchange(ports.tus!, { method: "POST", path: "/chunks" });
+        if (created.status !== 201) throw new Error(`POST /chunks answered ${created.status}`);
+        const row = (JSON.parse(created.body) as { id: number }).id;
+        for (let offset = 0; offset < job.size; offset += job.chunkSize) {
+          const body = data.subarray(offset, Math.min(offset + job.chunkSize, job.size));
+          const r = await exchange(ports.tus!, {
+            method: "PATCH",
+            path: `/chunks/${row}?offset=${offset}`,
+            headers: { "content-type": "application/offset+octet-stream", "content-length": body.length },
+            body: bufferStream(body),
+          });
+          if (r.status !== 204) throw new Error(`PATCH /chunks answered ${r.status}`);
+        }
+        return row;
+      }, ports.tus!);
+      return { seconds, cpu, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
     },
     "plain-write": async (job: JobOf<"plain-write">) => {
       const data = bufferOf(job.size);
-      const { seconds, value: id } = await timed(async () => {
+      const { seconds, cpu, value: id } = await timed(async () => {
         const row = await files.save(files.create({ file: null }));
         await pipeline(bufferStream(data), await objects.createWriteStream(row, "file"));
         return row.id;
       });
-      return { seconds, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
+      return { seconds, cpu, id, ...(job.verify ? { hash: await storedHash(id) } : {}) };
     },
     rss: async (job: JobOf<"rss">) => {
       const r = await exchange(job.port, { method: "GET", path: "/rss" });

@@ -20,12 +20,23 @@ export interface PairFigures {
   direct: number[];
   /** helper / direct, round by round. */
   ratios: number[];
+  /**
+   * CPU seconds of each timed round, of the process doing the library's work (the server's for
+   * requests, the client's for the direct streams), and direct / helper round by round.
+   */
+  helperCpu: number[];
+  directCpu: number[];
+  cpuRatios: number[];
   verified: boolean;
 }
 
 export interface HttpFigures {
   size: number;
   upload: PairFigures;
+  /** receiveLargeObject against a plain node:http handler piping the request into the write stream: the same HTTP, no helper. */
+  uploadPiped: PairFigures;
+  /** The piped request against the write stream without HTTP: what HTTP itself costs. */
+  pipedUploadVsDirect: PairFigures;
   /** sendLargeObject against the read stream consumed in the client's process, without HTTP. */
   download: PairFigures;
   /** sendLargeObject against the read stream piped to a plain node:http response: the same HTTP, no helper. */
@@ -37,12 +48,18 @@ export interface HttpFigures {
   manySize: number;
   /** The server's peak RSS over the whole phase. */
   serverRss: number;
+  /** Set when only the upload rows ran (`--only http-upload`): the download rows and `many` are empty. */
+  uploadsOnly: boolean;
 }
 
 export interface TusFigures {
   size: number;
   chunkSize: number;
   pair: PairFigures;
+  /** tus against the same chunks as plain PATCH requests, each piped into a write stream appending to the object. */
+  chunked: PairFigures;
+  /** The plain chunked requests against the write stream without HTTP. */
+  chunkedVsPlain: PairFigures;
   /** The tus server's peak RSS after each round. */
   serverRss: number[];
 }
@@ -125,8 +142,9 @@ async function rotatingRounds<N extends string>(
   expected: string,
   run: (which: N, verify: boolean) => Promise<JobResult>,
   between: () => Promise<void>,
-): Promise<{ seconds: Record<N, number[]>; verified: boolean }> {
+): Promise<{ seconds: Record<N, number[]>; cpu: Record<N, number[]>; verified: boolean }> {
   const seconds = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<N, number[]>;
+  const cpu = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<N, number[]>;
   let verified = true;
   for (let round = 0; round <= rounds; round++) {
     const order = names.map((_, i) => names[(i + round) % names.length]!);
@@ -138,39 +156,59 @@ async function rotatingRounds<N extends string>(
           verified = false;
           console.log(`  ${which}: bytes differ (${r.hash ?? "no hash"})`);
         }
-      } else seconds[which].push(r.seconds!);
+      } else {
+        seconds[which].push(r.seconds!);
+        cpu[which].push(r.cpu ?? NaN);
+      }
     }
   }
-  return { seconds, verified };
+  return { seconds, cpu, verified };
 }
 
-/** The figures of `helper` against `direct` out of the same rounds. */
-function pairOf(size: number, helper: number[], direct: number[], verified: boolean): PairFigures {
-  const mbps = (s: number): number => size / 1e6 / s;
-  return { helper: helper.map(mbps), direct: direct.map(mbps), ratios: helper.map((s, i) => direct[i]! / s), verified };
-}
-
-/** Runs `helper` and `direct` once per round in alternating order (see {@link rotatingRounds}). */
-async function pairRounds(
-  rounds: number,
+/** The figures of `helper` against `direct` out of the same rounds of {@link rotatingRounds}. */
+function pairOf<N extends string>(
   size: number,
-  expected: string,
-  run: (which: "helper" | "direct", verify: boolean) => Promise<JobResult>,
-  between: () => Promise<void>,
-): Promise<PairFigures> {
-  const { seconds, verified } = await rotatingRounds(rounds, ["helper", "direct"] as const, expected, run, between);
-  return pairOf(size, seconds.helper, seconds.direct, verified);
+  rounds: { seconds: Record<N, number[]>; cpu: Record<N, number[]>; verified: boolean },
+  helper: N,
+  direct: N,
+): PairFigures {
+  const mbps = (s: number): number => size / 1e6 / s;
+  const [hs, ds, hc, dc] = [rounds.seconds[helper], rounds.seconds[direct], rounds.cpu[helper], rounds.cpu[direct]];
+  return {
+    helper: hs.map(mbps),
+    direct: ds.map(mbps),
+    ratios: hs.map((s, i) => ds[i]! / s),
+    helperCpu: hc,
+    directCpu: dc,
+    cpuRatios: hc.map((c, i) => dc[i]! / c),
+    verified: rounds.verified,
+  };
 }
 
 function pairLine(name: string, p: PairFigures): string {
-  return `${name}: helper ${median(p.helper).toFixed(0)} MB/s, direct ${median(p.direct).toFixed(0)} MB/s, ratio ${median(p.ratios).toFixed(2)}x (rounds ${p.ratios.map((r) => r.toFixed(2)).join(", ")})${p.verified ? "" : ", BYTES DIFFER"}`;
+  const cpu = p.cpuRatios.some((r) => !Number.isNaN(r))
+    ? `; CPU helper ${median(p.helperCpu).toFixed(2)} s, direct ${median(p.directCpu).toFixed(2)} s, ratio ${median(p.cpuRatios).toFixed(2)}x (rounds ${p.cpuRatios.map((r) => r.toFixed(2)).join(", ")})`
+    : "";
+  return `${name}: helper ${median(p.helper).toFixed(0)} MB/s, direct ${median(p.direct).toFixed(0)} MB/s, ratio ${median(p.ratios).toFixed(2)}x (rounds ${p.ratios.map((r) => r.toFixed(2)).join(", ")})${cpu}${p.verified ? "" : ", BYTES DIFFER"}`;
+}
+
+/** How the HTTP and tus phases run, from the command line. */
+export interface HttpOptions {
+  quick: boolean;
+  profile: boolean;
+  /** Timed rounds (default 4 for HTTP and 3 for tus, 2 each with --quick). */
+  rounds?: number;
+  /** Only the 64 MiB upload rows of the HTTP phase. */
+  uploadsOnly?: boolean;
 }
 
 /** The HTTP rows: 64 MiB up and down against the direct streams, then 1 MiB files by 1 and 8 clients. */
-export async function benchHttp(url: string, settle: () => Promise<void>, quick: boolean, profile = false): Promise<HttpFigures> {
+export async function benchHttp(url: string, settle: () => Promise<void>, options: HttpOptions): Promise<HttpFigures> {
+  const { quick, profile } = options;
   const size = quick ? 16 * MIB : 64 * MIB;
   const manySize = MIB;
-  const rounds = quick ? 2 : 4;
+  const rounds = options.rounds ?? (quick ? 2 : 4);
+  const uploadsOnly = options.uploadsOnly === true;
   const server = await startServer("server", url, profile);
   const client = new Client(url, { http: server.port });
   try {
@@ -178,7 +216,7 @@ export async function benchHttp(url: string, settle: () => Promise<void>, quick:
     const rss = async (): Promise<number> => (await client.run({ op: "rss", port: server.port })).rss!;
     // Small files first, so that the peak RSS after each step is that step's.
     const many: HttpFigures["many"] = [];
-    for (const clients of [1, 8]) {
+    for (const clients of uploadsOnly ? [] : [1, 8]) {
       const small = (await client.run({ op: "fixture", size: manySize })).id!;
       const perClient = Math.max(4, Math.round((quick ? 32 : 96) / clients));
       await settle();
@@ -198,21 +236,31 @@ export async function benchHttp(url: string, settle: () => Promise<void>, quick:
       await client.run({ op: "clear" });
       await settle();
     };
-    const upload = await pairRounds(rounds, size, expected, (which, verify) => client.run({ op: which === "helper" ? "http-upload" : "direct-write", size, verify }), clearAfter);
+    const writeOps = { helper: "http-upload", piped: "piped-upload", direct: "direct-write" } as const;
+    const writes = await rotatingRounds(rounds, ["helper", "piped", "direct"] as const, expected, (which, verify) => client.run({ op: writeOps[which], size, verify }), clearAfter);
+    const upload = pairOf(size, writes, "helper", "direct");
+    const uploadPiped = pairOf(size, writes, "helper", "piped");
+    const pipedUploadVsDirect = pairOf(size, writes, "piped", "direct");
     console.log(`  ${formatSize(size)} ${pairLine("upload", upload)}`);
-    const fixture = (await client.run({ op: "fixture", size })).id!;
-    const ops = { helper: "http-download", piped: "piped-download", direct: "direct-read" } as const;
-    const reads = await rotatingRounds(rounds, ["helper", "piped", "direct"] as const, expected, (which, verify) => client.run({ op: ops[which], id: fixture, verify }), settle);
-    const download = pairOf(size, reads.seconds.helper, reads.seconds.direct, reads.verified);
-    const downloadPiped = pairOf(size, reads.seconds.helper, reads.seconds.piped, reads.verified);
-    const pipedVsDirect = pairOf(size, reads.seconds.piped, reads.seconds.direct, reads.verified);
-    console.log(`  ${formatSize(size)} ${pairLine("download", download)}`);
-    console.log(`  ${formatSize(size)} ${pairLine("download vs a piped node:http response", downloadPiped)}`);
-    console.log(`  ${formatSize(size)} ${pairLine("piped node:http response vs direct", pipedVsDirect)}`);
+    console.log(`  ${formatSize(size)} ${pairLine("upload vs a node:http request piped to the write stream", uploadPiped)}`);
+    console.log(`  ${formatSize(size)} ${pairLine("piped node:http request vs direct", pipedUploadVsDirect)}`);
+    const none: PairFigures = { helper: [], direct: [], ratios: [], helperCpu: [], directCpu: [], cpuRatios: [], verified: true };
+    let [download, downloadPiped, pipedVsDirect] = [none, none, none];
+    if (!uploadsOnly) {
+      const fixture = (await client.run({ op: "fixture", size })).id!;
+      const ops = { helper: "http-download", piped: "piped-download", direct: "direct-read" } as const;
+      const reads = await rotatingRounds(rounds, ["helper", "piped", "direct"] as const, expected, (which, verify) => client.run({ op: ops[which], id: fixture, verify }), settle);
+      download = pairOf(size, reads, "helper", "direct");
+      downloadPiped = pairOf(size, reads, "helper", "piped");
+      pipedVsDirect = pairOf(size, reads, "piped", "direct");
+      console.log(`  ${formatSize(size)} ${pairLine("download", download)}`);
+      console.log(`  ${formatSize(size)} ${pairLine("download vs a piped node:http response", downloadPiped)}`);
+      console.log(`  ${formatSize(size)} ${pairLine("piped node:http response vs direct", pipedVsDirect)}`);
+    }
     const serverRss = await rss();
     console.log(`  server peak RSS over the phase ${(serverRss / MIB).toFixed(0)} MiB`);
     await client.run({ op: "clear" });
-    return { size, upload, download, downloadPiped, pipedVsDirect, many, manySize, serverRss };
+    return { size, upload, uploadPiped, pipedUploadVsDirect, download, downloadPiped, pipedVsDirect, many, manySize, serverRss, uploadsOnly };
   } finally {
     await client.close();
     await server.stop();
@@ -220,23 +268,25 @@ export async function benchHttp(url: string, settle: () => Promise<void>, quick:
 }
 
 /** The tus row: 256 MiB through tus-js-client in 8 MiB chunks against a plain write stream. */
-export async function benchTus(url: string, settle: () => Promise<void>, quick: boolean, profile = false): Promise<TusFigures> {
+export async function benchTus(url: string, settle: () => Promise<void>, options: HttpOptions): Promise<TusFigures> {
+  const { quick, profile } = options;
   const size = quick ? 64 * MIB : 256 * MIB;
   const chunkSize = 8 * MIB;
-  const rounds = quick ? 2 : 3;
+  const rounds = options.rounds ?? (quick ? 2 : 3);
   const server = await startServer("tus-server", url, profile);
   const client = new Client(url, { tus: server.port });
   const serverRss: number[] = [];
   try {
     await client.ready;
     const expected = await contentHash(size);
-    const pair = await pairRounds(
+    const ops = { tus: "tus-upload", chunked: "chunked-upload", plain: "plain-write" } as const;
+    const runs = await rotatingRounds(
       rounds,
-      size,
+      ["tus", "chunked", "plain"] as const,
       expected,
       async (which, verify) => {
-        const r = await client.run({ op: which === "helper" ? "tus-upload" : "plain-write", size, chunkSize, verify });
-        if (which === "helper") serverRss.push((await client.run({ op: "rss", port: server.port })).rss!);
+        const r = await client.run({ op: ops[which], size, chunkSize, verify });
+        if (which === "tus") serverRss.push((await client.run({ op: "rss", port: server.port })).rss!);
         return r;
       },
       async () => {
@@ -244,10 +294,15 @@ export async function benchTus(url: string, settle: () => Promise<void>, quick: 
         await settle();
       },
     );
+    const pair = pairOf(size, runs, "tus", "plain");
+    const chunked = pairOf(size, runs, "tus", "chunked");
+    const chunkedVsPlain = pairOf(size, runs, "chunked", "plain");
     console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("tus", pair)}`);
+    console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("tus vs plain PATCH requests piped to write streams", chunked)}`);
+    console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("plain PATCH requests vs direct", chunkedVsPlain)}`);
     console.log(`  tus server peak RSS after each round: ${serverRss.map((r) => (r / MIB).toFixed(0)).join(", ")} MiB`);
     await client.run({ op: "clear" });
-    return { size, chunkSize, pair, serverRss };
+    return { size, chunkSize, pair, chunked, chunkedVsPlain, serverRss };
   } finally {
     await client.close();
     await server.stop();
@@ -257,38 +312,55 @@ export async function benchTus(url: string, settle: () => Promise<void>, quick: 
 /** The report's section of these rows. */
 export function renderHttpMarkdown(http: HttpFigures | string | undefined, tus: TusFigures | string | undefined): string {
   const lines: string[] = [];
-  const ratio = (p: PairFigures): string => `${median(p.ratios).toFixed(2)}x (${Math.min(...p.ratios).toFixed(2)}-${Math.max(...p.ratios).toFixed(2)})${p.verified ? "" : ", bytes differ"}`;
+  const range = (r: number[]): string => `${median(r).toFixed(2)}x (${Math.min(...r).toFixed(2)}-${Math.max(...r).toFixed(2)})`;
+  const ratio = (p: PairFigures): string => `${range(p.ratios)}${p.verified ? "" : ", bytes differ"}`;
+  const row = (name: string, p: PairFigures): string =>
+    `| ${name} | ${median(p.helper).toFixed(0)} | ${median(p.direct).toFixed(0)} | ${ratio(p)} | ${median(p.helperCpu).toFixed(2)} / ${median(p.directCpu).toFixed(2)} | ${range(p.cpuRatios)} |`;
+  const header = [
+    "| row | helper MB/s | direct MB/s | helper / direct | CPU s, helper / direct | CPU direct / helper |",
+    "|---|---|---|---|---|---|",
+  ];
   if (http !== undefined) {
     lines.push("## HTTP helpers against the direct streams", "");
     if (typeof http === "string") lines.push(`failed: ${http}`, "");
     else {
+      const size = formatSize(http.size);
       lines.push(
-        `Server on node:http in a process of its own; client and direct streams in another; ${http.upload.ratios.length} rounds, ratios round by round (median, range).`,
+        `Server on node:http in a process of its own; client and direct streams in another; ${http.upload.ratios.length} rounds, ratios round by round (median, range). CPU is that of the process doing the library's work: the server's for requests, the client's for the direct streams.`,
         "",
-        "| row | helper MB/s | direct MB/s | helper / direct |",
-        "|---|---|---|---|",
-        `| upload ${formatSize(http.size)}: receiveLargeObject vs repository write stream | ${median(http.upload.helper).toFixed(0)} | ${median(http.upload.direct).toFixed(0)} | ${ratio(http.upload)} |`,
-        `| download ${formatSize(http.size)}: sendLargeObject vs repository read stream | ${median(http.download.helper).toFixed(0)} | ${median(http.download.direct).toFixed(0)} | ${ratio(http.download)} |`,
-        `| download ${formatSize(http.size)}: sendLargeObject vs the read stream piped to a node:http response | ${median(http.downloadPiped.helper).toFixed(0)} | ${median(http.downloadPiped.direct).toFixed(0)} | ${ratio(http.downloadPiped)} |`,
-        `| download ${formatSize(http.size)}: the piped node:http response vs the read stream without HTTP | ${median(http.pipedVsDirect.helper).toFixed(0)} | ${median(http.pipedVsDirect.direct).toFixed(0)} | ${ratio(http.pipedVsDirect)} |`,
-        "",
-        `| ${formatSize(http.manySize)} files | uploads/s | downloads/s | server peak RSS |`,
-        "|---|---|---|---|",
-        ...http.many.map((m) => `| ${m.clients} client${m.clients > 1 ? "s" : ""} at once | ${m.uploadPerSecond.toFixed(0)} | ${m.downloadPerSecond.toFixed(0)} | ${(m.serverRss / MIB).toFixed(0)} MiB |`),
-        "",
-        `Server peak RSS over the whole phase (${formatSize(http.size)} rows included): ${(http.serverRss / MIB).toFixed(0)} MiB.`,
-        "",
+        ...header,
+        row(`upload ${size}: receiveLargeObject vs repository write stream`, http.upload),
+        row(`upload ${size}: receiveLargeObject vs the request piped to a repository write stream`, http.uploadPiped),
+        row(`upload ${size}: the piped request vs the write stream without HTTP`, http.pipedUploadVsDirect),
       );
+      if (!http.uploadsOnly) {
+        lines.push(
+          row(`download ${size}: sendLargeObject vs repository read stream`, http.download),
+          row(`download ${size}: sendLargeObject vs the read stream piped to a node:http response`, http.downloadPiped),
+          row(`download ${size}: the piped node:http response vs the read stream without HTTP`, http.pipedVsDirect),
+          "",
+          `| ${formatSize(http.manySize)} files | uploads/s | downloads/s | server peak RSS |`,
+          "|---|---|---|---|",
+          ...http.many.map((m) => `| ${m.clients} client${m.clients > 1 ? "s" : ""} at once | ${m.uploadPerSecond.toFixed(0)} | ${m.downloadPerSecond.toFixed(0)} | ${(m.serverRss / MIB).toFixed(0)} MiB |`),
+        );
+      }
+      lines.push("", `Server peak RSS over the whole phase (${size} rows included): ${(http.serverRss / MIB).toFixed(0)} MiB.`, "");
     }
   }
   if (tus !== undefined) {
     lines.push("## tus upload against a plain write stream", "");
     if (typeof tus === "string") lines.push(`failed: ${tus}`, "");
     else {
+      const what = `${formatSize(tus.size)} in ${formatSize(tus.chunkSize)} chunks`;
       lines.push(
-        "| row | tus MB/s | plain MB/s | tus / plain | tus server peak RSS |",
-        "|---|---|---|---|---|",
-        `| ${formatSize(tus.size)} in ${formatSize(tus.chunkSize)} chunks (tus-js-client, @tus/server, LargeObjectTusStore) | ${median(tus.pair.helper).toFixed(0)} | ${median(tus.pair.direct).toFixed(0)} | ${ratio(tus.pair)} | ${tus.serverRss.map((r) => (r / MIB).toFixed(0)).join(", ")} MiB |`,
+        `${tus.pair.ratios.length} rounds; tus is tus-js-client, @tus/server and LargeObjectTusStore; the plain PATCH requests carry the same chunks, each piped into a repository write stream appending to the object.`,
+        "",
+        ...header,
+        row(`${what}: tus vs a plain write stream`, tus.pair),
+        row(`${what}: tus vs plain PATCH requests`, tus.chunked),
+        row(`${what}: plain PATCH requests vs a plain write stream`, tus.chunkedVsPlain),
+        "",
+        `tus server peak RSS after each round: ${tus.serverRss.map((r) => (r / MIB).toFixed(0)).join(", ")} MiB.`,
         "",
       );
     }

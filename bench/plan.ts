@@ -34,7 +34,7 @@ export function parseArgs(argv: string[]): Options {
       options.sweepCount = parseCount(value());
       options.sweepOnly = true;
     }    else if (arg === "--help" || arg === "-h") {
-      console.log("npm run bench -- [--sizes 1M,64M,512M] [--quick] [--reps N] [--only method,...|http,tus,sweep] [--profile] [--sweep N]");
+      console.log("npm run bench -- [--sizes 1M,64M,512M] [--quick] [--reps N] [--only method,...|http,http-upload,tus,sweep] [--profile] [--sweep N]");
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
@@ -47,7 +47,7 @@ export function parseArgs(argv: string[]): Options {
 }
 
 /** The phases `--only` may name beside method ids. */
-export const PHASES = ["http", "tus", "sweep"] as const;
+export const PHASES = ["http", "http-upload", "tus", "sweep"] as const;
 
 /**
  * Whether a phase runs: every phase without `--only`; with it, the named phases, and the method

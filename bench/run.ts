@@ -1,7 +1,8 @@
 /**
  * npm run bench [-- --sizes 1M,64M,512M] [--quick] [--reps N] [--only id,id] [--profile] [--sweep N]
  *
- * `--only` takes method ids and the phases http, tus and sweep: given phases alone, only those run.
+ * `--only` takes method ids and the phases http, http-upload (its upload rows alone), tus and sweep:
+ * given phases alone, only those run. `--reps` also sets the rounds of the HTTP and tus phases.
  *
  * Measures every method side by side against one PostgreSQL (DATABASE_URL, or an embedded server),
  * each method and size in a child process of its own, and writes bench/results/latest.{md,svg}.
@@ -241,15 +242,17 @@ async function measureHttpRows(run: Run): Promise<{ http?: HttpFigures | string;
   const settle = (): Promise<void> => run.checkpoints.settle();
   const failed = (err: unknown): string => (err instanceof Error ? err.message : String(err));
   if (run.server.ormReason !== undefined) return out;
-  if (phaseWanted(run.options, "http")) {
-    console.log("\nHTTP helpers against the direct streams (server in a process of its own)");
-    out.http = await benchHttp(run.server.url, settle, run.options.quick, run.options.profile).catch(failed);
+  const options = { quick: run.options.quick, profile: run.options.profile, ...(run.options.reps !== undefined ? { rounds: run.options.reps } : {}) };
+  const uploadsOnly = !phaseWanted(run.options, "http") && phaseWanted(run.options, "http-upload");
+  if (phaseWanted(run.options, "http") || uploadsOnly) {
+    console.log(`\nHTTP helpers against the direct streams (server in a process of its own)${uploadsOnly ? ": uploads only" : ""}`);
+    out.http = await benchHttp(run.server.url, settle, { ...options, uploadsOnly }).catch(failed);
     if (typeof out.http === "string") console.log(`  failed: ${out.http}`);
     console.log(`  (HTTP: ${run.clock.elapsed()})`);
   }
   if (phaseWanted(run.options, "tus")) {
     console.log("\ntus upload against a plain write stream (server in a process of its own)");
-    out.tus = await benchTus(run.server.url, settle, run.options.quick, run.options.profile).catch(failed);
+    out.tus = await benchTus(run.server.url, settle, options).catch(failed);
     if (typeof out.tus === "string") console.log(`  failed: ${out.tus}`);
     console.log(`  (tus: ${run.clock.elapsed()})`);
   }

@@ -8,6 +8,7 @@
  * works in a database of its own, dropped at the end.
  */
 import "reflect-metadata";
+import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
@@ -195,6 +196,18 @@ async function main(): Promise<void> {
       await ds.query("DELETE FROM bench_files WHERE id = ANY($1::int[])", [[...saved, row.id, target.id]]);
       await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY($1::oid[])", [[...made, fixture]]);
     }
+    // One PATCH of 16 MiB into the tus store: four pieces, each committed with the upload's offset.
+    const { Upload } = await import("@tus/server");
+    const { LargeObjectTusStore } = await import("../src/tus");
+    const store = new LargeObjectTusStore({ source: ds });
+    const tusSize = 16 * 1024 * 1024;
+    figures.push(
+      await measure("tus store write, one PATCH (4 MiB commits)", "16M", 1, quick ? 1 : 3, async () => {
+        const upload = await store.create(new Upload({ id: randomUUID(), size: tusSize, offset: 0 }));
+        await store.write(contentStream(tusSize), upload.id, 0);
+      }),
+    );
+    await ds.query("SELECT lo_unlink(oid) FROM pg_largeobject_metadata");
     const count = quick ? 200 : 1000;
     const payload = contentBuffer(1024);
     const batchReps = quick ? 3 : 5;

@@ -1,7 +1,7 @@
 import { LargeObjectError, toLargeObjectError } from "../errors";
 import type { PgClient } from "../connection/source";
 import type { TransactionScope } from "../connection/transaction-scope";
-import { LowriteRun } from "../protocol/lowrite-run";
+import { LowriteRun, type RunStatement } from "../protocol/lowrite-run";
 import { chunkToBuffer, singlePiece, type LargeObjectContent } from "./content";
 import { afterSteps, compressionStep } from "./compression";
 import { createFromBytes } from "./create-batch";
@@ -177,14 +177,16 @@ export class PipelinedWriter {
 
   /**
    * Waits until every piece is stored (and the connection is free); rejects with the run's error.
-   * With `last`, a statement that takes the descriptor as `$1` (or no parameter) goes after the
-   * last piece in the same run when the run is still open; resolves whether it did.
+   * With `last`, a statement that takes the descriptor as `$1` (or no parameter), or statements
+   * with their own text parameters, go after the last piece in the same run when the run is still
+   * open; resolves whether they did.
    */
-  async flush(last?: string): Promise<boolean> {
+  async flush(last?: string | readonly RunStatement[]): Promise<boolean> {
     const run = this.run;
     this.run = undefined;
     const inRun = last !== undefined && run !== undefined && run.open;
-    if (run !== undefined && run.open) void run.end(inRun ? { sql: last, values: last.includes("$1") ? [String(this.fd)] : [] } : undefined);
+    const statements = typeof last === "string" ? [{ sql: last, values: last.includes("$1") ? [String(this.fd)] : [] }] : last;
+    if (run !== undefined && run.open) void run.end(inRun ? statements : undefined);
     await this.lastRun;
     return inRun;
   }

@@ -18,6 +18,12 @@ interface PgConnection {
   sync(): void;
 }
 
+/** A statement with text parameters, sent after a run's last piece (see {@link LowriteRun.end}). */
+export interface RunStatement {
+  sql: string;
+  values: (string | null)[];
+}
+
 interface Slot {
   resolve(): void;
   reject(err: unknown): void;
@@ -77,8 +83,8 @@ export class LowriteRun extends QueryObject {
   private endRequested = false;
   private failure: unknown;
   private settle!: { resolve(): void; reject(err: unknown): void };
-  /** A statement sent after the last piece, before the Sync (see `end`). */
-  private last: { sql: string; values: string[] } | undefined;
+  /** Statements sent after the last piece, before the Sync (see `end`). */
+  private last: readonly RunStatement[] = [];
 
   constructor(
     private readonly sql: string,
@@ -107,11 +113,11 @@ export class LowriteRun extends QueryObject {
 
   /**
    * Ends the run after the pieces already added: sends Sync; `done` settles at ReadyForQuery. With
-   * `last`, that statement (such as `SELECT lo_close($1)` or `COMMIT`, with text parameters) goes
-   * after the last piece, before the Sync: after an error the server skips it with the rest.
+   * `last`, those statements (such as `SELECT lo_close($1)` or `COMMIT`, with text parameters) go
+   * after the last piece, in order, before the Sync: after an error the server skips the rest.
    */
-  end(last?: { sql: string; values: string[] }): Promise<void> {
-    if (last !== undefined && this.open) this.last = last;
+  end(last: readonly RunStatement[] = []): Promise<void> {
+    if (this.open) this.last = last;
     this.endRequested = true;
     if (this.waiting.length === 0) this.sync();
     return this.done;
@@ -170,13 +176,15 @@ export class LowriteRun extends QueryObject {
     const last = this.last;
     if (connection === undefined) return;
     this.synced = true;
-    if (last !== undefined && this.failure === undefined) {
-      this.last = undefined;
-      connection.parse({ text: last.sql, types: [] });
-      connection.bind({ values: last.values });
-      connection.execute({});
-      // Answered like a piece: its CommandComplete is the last before ReadyForQuery.
-      this.inFlight.push({ bytes: 0, slot: { resolve: () => undefined, reject: () => undefined }, written: true, released: true });
+    this.last = [];
+    if (this.failure === undefined) {
+      for (const statement of last) {
+        connection.parse({ text: statement.sql, types: [] });
+        connection.bind({ values: statement.values });
+        connection.execute({});
+        // Answered like a piece: its CommandComplete comes before ReadyForQuery.
+        this.inFlight.push({ bytes: 0, slot: { resolve: () => undefined, reject: () => undefined }, written: true, released: true });
+      }
     }
     connection.sync();
   }

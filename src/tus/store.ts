@@ -47,7 +47,8 @@ export interface LargeObjectTusStoreOptions {
 
 /** One piece of a PATCH: its own transaction, the upload's row locked, a descriptor at the offset. */
 interface Piece {
-  runner: QueryRunner;
+  /** The runner to release after the scope ends; undefined when the scope releases its own. */
+  runner: QueryRunner | undefined;
   scope: TransactionScope;
   row: UploadRow;
   writer: PipelinedWriter;
@@ -321,29 +322,24 @@ export class LargeObjectTusStore extends DataStore {
    * Starts a piece at `position`: the row locked and checked, the staged object's grace renewed, a
    * descriptor there. The first piece of a PATCH checks the object fully (present, still staged, no
    * row references it); a later one follows a commit of this same request that just found it so,
-   * and only renews and locks its record.
+   * and only renews and locks its record (see {@link beginLaterPiece}).
    */
   private async beginPiece(id: string, position: number, first: boolean): Promise<Piece> {
     const table = await this.uploadsTable();
+    if (!first) return this.beginLaterPiece(table, id, position);
     const { runner, scope } = await this.openTransaction();
     try {
       const row = await this.lockRow(scope, table, id);
-      if (row.offset !== position) {
-        throw tusError("ERR_LO_CONFLICT", ERRORS.INVALID_OFFSET, `upload ${id} is at offset ${row.offset}, not ${position}`, row.oid);
-      }
+      if (row.offset !== position) throw offsetConflict(id, row, position);
       // Joins this transaction: the renewal commits with the piece, and the staged record stays
       // locked meanwhile, so the sweep skips it. False: the sweep removed the object of an idle upload.
-      if (!(first ? await touchStagedObject(runner, row.oid) : await this.renewStaged(scope, row.oid))) {
-        throw tusError("ERR_LO_NOT_FOUND", ERRORS.FILE_NO_LONGER_EXISTS, `the object of upload ${id} was removed`, row.oid);
-      }
+      if (!(await touchStagedObject(runner, row.oid))) throw objectRemoved(id, row);
       const opened = await scope.query<{ fd: number }>(
         "SELECT fd, pg_catalog.lo_lseek64(fd, $2, 0) AS at FROM (SELECT pg_catalog.lo_open($1, $3) AS fd OFFSET 0) AS o",
         [row.oid, position, INV_WRITE],
       );
       const writer = new PipelinedWriter(scope, opened[0]!.fd, await lowriteSql(scope, { append: false }));
-      const known = this.hashes.get(id);
-      const hash = known?.offset === position ? known.hash.copy() : position === 0 ? createHash("sha256") : undefined;
-      return { runner, scope, row, writer, hash };
+      return { runner, scope, row, writer, hash: this.hashAt(id, position) };
     } catch (err) {
       await scope.end(err).catch(() => undefined);
       if (!runner.isReleased) await runner.release().catch(() => undefined);
@@ -351,13 +347,43 @@ export class LargeObjectTusStore extends DataStore {
     }
   }
 
-  /** Renews a staged object's grace and locks its record for this transaction; false when the record is gone. */
-  private async renewStaged(scope: TransactionScope, oid: number): Promise<boolean> {
-    const rows = await scope.query(
-      `UPDATE ${recordsTable(this.source)} r SET created_at = pg_catalog.now() WHERE r.oid = $1 AND r.staged RETURNING r.oid`,
-      [oid],
-    );
-    return rows.length > 0;
+  /**
+   * Starts a later piece of a PATCH in one round trip: one statement locks the row, renews the
+   * staged record's grace (locking the record, so the sweep skips it) and opens the object at the
+   * offset, in a transaction of a connection of its own that starts with that statement, so that
+   * the piece's last write run can also commit it (see {@link commitPiece}).
+   */
+  private async beginLaterPiece(table: string, id: string, position: number): Promise<Piece> {
+    const scope = await TransactionScope.begin(this.source, { transaction: true });
+    try {
+      // The record is renewed and the object opened only where the row stands at the offset.
+      const rows = await scope.query(
+        `WITH locked AS MATERIALIZED (SELECT ${UPLOAD_COLUMNS} FROM ${table} u WHERE u."id" = $1 FOR UPDATE NOWAIT),
+         renewed AS (UPDATE ${recordsTable(this.source)} r SET created_at = pg_catalog.now() FROM locked l
+                      WHERE r.oid = l."oid"::pg_catalog.oid AND r.staged AND l."offset" = $2 RETURNING r.oid)
+         SELECT l.*, o.fd FROM locked l LEFT JOIN LATERAL (
+           SELECT fd, pg_catalog.lo_lseek64(fd, $2, 0) AS at
+             FROM (SELECT pg_catalog.lo_open(n.oid, $3) AS fd FROM renewed n OFFSET 0) AS x
+         ) AS o ON true`,
+        [id, position, INV_WRITE],
+      );
+      if (rows[0] === undefined) throw tusError("ERR_LO_NOT_FOUND", ERRORS.FILE_NOT_FOUND, `no upload ${id}`);
+      const row = toUploadRow(rows[0]);
+      if (row.offset !== position) throw offsetConflict(id, row, position);
+      const fd: unknown = rows[0].fd;
+      if (fd === null || fd === undefined) throw objectRemoved(id, row);
+      const writer = new PipelinedWriter(scope, Number(fd), await lowriteSql(scope, { append: false }));
+      return { runner: undefined, scope, row, writer, hash: this.hashAt(id, position) };
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The running SHA-256 of an upload's bytes below `position`, when this process saw them all. */
+  private hashAt(id: string, position: number): Hash | undefined {
+    const known = this.hashes.get(id);
+    return known?.offset === position ? known.hash.copy() : position === 0 ? createHash("sha256") : undefined;
   }
 
   /** Stores what the piece holds and commits it with the new offset; the last piece ends the upload's row. */
@@ -366,7 +392,6 @@ export class LargeObjectTusStore extends DataStore {
     const { runner, scope, row } = piece;
     try {
       await assembler.flush();
-      await piece.writer.flush();
       const done = row.length !== null && position === row.length;
       // The staged record's size follows the object; its digest is known once the last byte is.
       // One statement for the upload's row and the record: a round trip less per piece.
@@ -374,11 +399,13 @@ export class LargeObjectTusStore extends DataStore {
       const upload = done
         ? `DELETE FROM ${table} WHERE "id" = $4`
         : `UPDATE ${table} SET "offset" = $2, "touched_at" = pg_catalog.clock_timestamp() WHERE "id" = $4`;
-      await scope.query(
-        `WITH upload AS (${upload} RETURNING 1)
-         UPDATE ${recordsTable(this.source)} SET size = $2, sha256 = $3 WHERE oid = $1 AND staged`,
-        [row.oid, position, sha256, row.id],
-      );
+      const sql = `WITH upload AS (${upload} RETURNING 1)
+         UPDATE ${recordsTable(this.source)} SET size = $2, sha256 = $3 WHERE oid = $1 AND staged`;
+      // After the piece's last write in the same run, and the COMMIT too where the scope lets its
+      // last statement end it: each piece still commits on its own, in one round trip.
+      const commit = scope.commitStatement;
+      const last = [{ sql, values: [String(row.oid), String(position), sha256, row.id] }, ...(commit === undefined ? [] : [{ sql: commit, values: [] }])];
+      if (!(await piece.writer.flush(last))) await scope.query(sql, [row.oid, position, sha256, row.id]);
       await scope.end();
       this.hashes.delete(row.id);
       if (!done && piece.hash !== undefined) {
@@ -393,7 +420,7 @@ export class LargeObjectTusStore extends DataStore {
       await scope.end(err).catch(() => undefined);
       throw err;
     } finally {
-      if (!runner.isReleased) await runner.release();
+      if (runner !== undefined && !runner.isReleased) await runner.release();
     }
   }
 
@@ -422,7 +449,7 @@ export class LargeObjectTusStore extends DataStore {
   private async abortPiece(piece: Piece, reason: unknown): Promise<void> {
     await piece.writer.flush().catch(() => undefined);
     await piece.scope.end(reason).catch(() => undefined);
-    if (!piece.runner.isReleased) await piece.runner.release().catch(() => undefined);
+    if (piece.runner !== undefined && !piece.runner.isReleased) await piece.runner.release().catch(() => undefined);
   }
 
   private toUpload(row: UploadRow): Upload {
@@ -440,4 +467,13 @@ export class LargeObjectTusStore extends DataStore {
     this.finished.set(upload.id, { upload, at: Date.now() });
     if (this.finished.size > FINISHED_KEPT) this.finished.delete(this.finished.keys().next().value!);
   }
+}
+
+function offsetConflict(id: string, row: UploadRow, position: number): Error {
+  return tusError("ERR_LO_CONFLICT", ERRORS.INVALID_OFFSET, `upload ${id} is at offset ${row.offset}, not ${position}`, row.oid);
+}
+
+/** The sweep removed the object of an idle upload. */
+function objectRemoved(id: string, row: UploadRow): Error {
+  return tusError("ERR_LO_NOT_FOUND", ERRORS.FILE_NO_LONGER_EXISTS, `the object of upload ${id} was removed`, row.oid);
 }

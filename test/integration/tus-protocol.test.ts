@@ -74,6 +74,50 @@ test("a PATCH at the wrong offset is refused with 409 and changes nothing", asyn
   expect(Number((await head(url)).headers.get("upload-offset"))).toBe(1000);
 });
 
+/** Waits until the upload's committed offset is `offset`: the PATCH in flight has committed a piece. */
+async function committed(url: string, offset: number): Promise<void> {
+  const started = Date.now();
+  while ((await uploadRow(ds, url))?.offset !== offset) {
+    if (Date.now() - started > 5000) throw new Error(`the upload never reached offset ${offset}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// A store failure while the body still arrives makes @tus/server abort the request: it answers
+// 400 whatever the store's error was, so these tests look at what is stored and at the next HEAD.
+test("a later piece of a PATCH finds the row moved by another writer: refused, the committed piece kept", async () => {
+  const piece = 1024 * 1024;
+  const url = await create({ "Upload-Length": String(4 * piece) });
+  const [first, rest] = [randomBytes(piece, 11), randomBytes(piece, 12)];
+  const held = heldBody(first, rest);
+  const writing = patch(url, 0, held.body, { "Content-Length": String(2 * piece) });
+  await committed(url, piece);
+  // As if another process had committed a piece between this PATCH's pieces.
+  const { oid } = (await uploadRow(ds, url))!;
+  await ds.query('UPDATE "typeorm_large_object_tus_uploads" SET "offset" = 2 * $2::int8 WHERE "oid" = $1', [oid, piece]);
+  held.release();
+  expect((await writing).status).toBeGreaterThanOrEqual(400);
+  expect(await objectSize(ds, oid)).toBe(piece);
+  expect((await objectBytes(ds, oid)).equals(first)).toBe(true);
+  expect((await uploadRow(ds, url))!.offset).toBe(2 * piece);
+});
+
+test("a later piece of a PATCH finds its object swept: refused, and HEAD answers 410", async () => {
+  const piece = 1024 * 1024;
+  const url = await create({ "Upload-Length": String(4 * piece) });
+  const held = heldBody(randomBytes(piece, 13), randomBytes(piece, 14));
+  const writing = patch(url, 0, held.body, { "Content-Length": String(2 * piece) });
+  await committed(url, piece);
+  // What the sweep does to an idle upload's staged object: its record and the object go together.
+  const { oid } = (await uploadRow(ds, url))!;
+  await ds.query("WITH gone AS (DELETE FROM typeorm_large_objects WHERE oid = $1) SELECT lo_unlink($1)", [oid]);
+  held.release();
+  expect((await writing).status).toBeGreaterThanOrEqual(400);
+  expect(await objectExists(ds, oid)).toBe(false);
+  expect((await uploadRow(ds, url))!.offset).toBe(piece);
+  expect((await head(url)).status).toBe(410);
+});
+
 test("DELETE unlinks the object at once; a PATCH after it is 404", async () => {
   const url = await create({ "Upload-Length": "4096" });
   expect((await patch(url, 0, randomBytes(2000))).status).toBe(204);
