@@ -4,7 +4,7 @@ import { largeObjectExists } from "../connection/catalog";
 import type { DataSource } from "typeorm";
 import { dataSourceOf, type LargeObjectSource } from "../connection/source";
 import { TransactionScope } from "../connection/transaction-scope";
-import { toReadFrom, type ReadFrom } from "../connection/replica-routing";
+import { isReplicated, toReadFrom, type ReadFrom } from "../connection/replica-routing";
 import { chunkToBuffer, type LargeObjectContent } from "./content";
 import { MODE_FLAGS, toMode, type LargeObjectMode } from "./modes";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
@@ -113,8 +113,9 @@ export class LargeObject {
    * const oid = await LargeObject.create(dataSource, { data: fs.createReadStream("video.mp4") });
    */
   static async create(source: LargeObjectSource, options: CreateOptions = {}): Promise<number> {
-    // Content that is one statement needs no transaction of its own: that statement is one.
-    const transaction = createNeedsTransaction(options.data);
+    // Content that is one statement needs no transaction of its own: that statement is one. With
+    // replicas the commit is kept, since it learns the WAL position that read-your-writes waits for.
+    const transaction = createNeedsTransaction(options.data) || isReplicated(dataSourceOf(source));
     return TransactionScope.using(source, { transaction }, (scope) => createOnScope(scope, options.data)).catch(
       (err: unknown) => {
         throw toLargeObjectError(err);

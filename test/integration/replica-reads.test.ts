@@ -109,12 +109,19 @@ test("a read costs the same statements on a standby as on a single server; the c
       expect.stringMatching(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; [\s\S]*lo_open/),
       ...alone.map((s) => s.text),
     ]);
-    const create = await statementsByPort(() => LargeObject.create(ds, { data }));
-    const createAlone = await statementsByPort(() => LargeObject.create(single, { data }));
+    // Content past one statement's size, which needs a transaction on a single server too; the
+    // question whether the server has lz4 is asked once per connection, so it is left out.
+    const streamed = randomBytes(1024 * 1024 + 1);
+    const writes = (list: { text: string }[]): string[] => list.map((s) => s.text).filter((t) => !t.includes("pg_settings"));
+    const create = writes(await statementsByPort(() => LargeObject.create(ds, { data: streamed })));
+    const createAlone = writes(await statementsByPort(() => LargeObject.create(single, { data: streamed })));
     // The commit asks for its WAL position in the same round trip, after a ";".
-    expect(create.map((s) => s.text.split(";")[0])).toEqual(createAlone.map((s) => s.text.split(";")[0]));
-    expect(create.map((s) => s.text.replace(/^COMMIT;.*/s, "COMMIT"))).toEqual(createAlone.map((s) => s.text));
-    expect(create.at(-1)!.text).toContain("pg_current_wal_insert_lsn");
+    expect(create.map((t) => t.split(";")[0])).toEqual(createAlone.map((t) => t.split(";")[0]));
+    expect(create.map((t) => t.replace(/^COMMIT;.*/s, "COMMIT"))).toEqual(createAlone);
+    expect(create.at(-1)).toContain("pg_current_wal_insert_lsn");
+    // Content of one statement, which a single server runs alone, still commits to learn the position.
+    const small = writes(await statementsByPort(() => LargeObject.create(ds, { data })));
+    expect(small.at(-1)).toContain("pg_current_wal_insert_lsn");
     // The first read after a write asks the standby where its replay is: one statement more.
     const afterWrite = await statementsByPort(() => readAll(oid));
     const checks = afterWrite.filter((s) => s.text.includes("pg_last_wal_replay_lsn"));
