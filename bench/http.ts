@@ -314,8 +314,11 @@ export function renderHttpMarkdown(http: HttpFigures | string | undefined, tus: 
   const lines: string[] = [];
   const range = (r: number[]): string => `${median(r).toFixed(2)}x (${Math.min(...r).toFixed(2)}-${Math.max(...r).toFixed(2)})`;
   const ratio = (p: PairFigures): string => `${range(p.ratios)}${p.verified ? "" : ", bytes differ"}`;
+  // Downloads are timed by the client alone: no CPU figure is taken for them.
+  const cpu = (p: PairFigures): string =>
+    p.cpuRatios.some((r) => !Number.isNaN(r)) ? `${median(p.helperCpu).toFixed(2)} / ${median(p.directCpu).toFixed(2)} | ${range(p.cpuRatios)}` : "- | -";
   const row = (name: string, p: PairFigures): string =>
-    `| ${name} | ${median(p.helper).toFixed(0)} | ${median(p.direct).toFixed(0)} | ${ratio(p)} | ${median(p.helperCpu).toFixed(2)} / ${median(p.directCpu).toFixed(2)} | ${range(p.cpuRatios)} |`;
+    `| ${name} | ${median(p.helper).toFixed(0)} | ${median(p.direct).toFixed(0)} | ${ratio(p)} | ${cpu(p)} |`;
   const header = [
     "| row | helper MB/s | direct MB/s | helper / direct | CPU s, helper / direct | CPU direct / helper |",
     "|---|---|---|---|---|---|",
