@@ -33,8 +33,10 @@ export async function start(env: NodeJS.ProcessEnv = process.env): Promise<Runni
     embedded = await startEmbeddedPostgres({ dataDir: path.join(__dirname, "..", ".data", "postgres"), persistent: true });
     databaseUrl = embedded.url;
   }
+  let opened: DataSource | undefined;
   try {
     const dataSource = await openDataSource(databaseUrl);
+    opened = dataSource;
     const maxUploadBytes = env.MAX_UPLOAD_BYTES ? Number(env.MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES;
     const app = createApp({
       dataSource,
@@ -60,6 +62,8 @@ export async function start(env: NodeJS.ProcessEnv = process.env): Promise<Runni
       },
     };
   } catch (err) {
+    // A port in use fails after the pool opened: close it, or the process would not exit.
+    if (opened?.isInitialized) await opened.destroy().catch(() => undefined);
     await embedded?.stop();
     throw err;
   }
@@ -86,8 +90,12 @@ if (require.main === module) {
       process.on("SIGTERM", shutdown);
     },
     (err: unknown) => {
-      // The embedded server's failures say in one line what was tried and what to do.
-      console.error(err instanceof EmbeddedStartError ? err.message : err);
+      // The embedded server's failures, and a port in use, say in one line what to do.
+      const inUse = (err as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
+      const port = process.env.PORT ?? "3000";
+      const next = Number(port) + 1;
+      if (inUse) console.error(`Port ${port} is in use by another program: start the sample app on another one, e.g. PORT=${next} npm run sample`);
+      else console.error(err instanceof EmbeddedStartError ? err.message : err);
       process.exit(1);
     },
   );
