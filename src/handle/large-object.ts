@@ -444,12 +444,12 @@ export class LargeObject {
     // An owned transaction's COMMIT or ROLLBACK closes the descriptor anyway; a joined one keeps going.
     const closeDescriptor = !this.scope.ownsTransaction && !this.scope.isEnded && !this.descriptorClosed;
     if (abortReason !== undefined) {
-      if (closeDescriptor) await this.scope.query("SELECT lo_close($1)", [this.fd]).catch(() => undefined);
+      if (closeDescriptor) await this.scope.query(CLOSE_DESCRIPTOR, [this.fd]).catch(() => undefined);
       await this.scope.end(abortReason).catch(() => undefined);
       return;
     }
     try {
-      if (closeDescriptor) await this.scope.query("SELECT lo_close($1)", [this.fd]);
+      if (closeDescriptor) await this.scope.query(CLOSE_DESCRIPTOR, [this.fd]);
       await this.scope.end();
     } catch (err) {
       await this.scope.end(err).catch(() => undefined);

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import type { ObjectLiteral } from "typeorm";
 import { LargeObjectRepository, trackedContentOf, type LargeObject, type LargeObjectSource, type TrackedContent } from "../index";
@@ -49,12 +49,6 @@ export interface SendLargeObjectOptions<T extends ObjectLiteral> {
   onError?: (error: unknown) => void;
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  404: "Not Found",
-  405: "Method Not Allowed",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
 
 /** Ends the response with a bodiless status, or with a short plain-text reason. */
 function answer(res: ServerResponse, status: number, headers: Record<string, string | number> = {}, text?: string): void {
@@ -105,7 +99,7 @@ export async function sendLargeObject<T extends ObjectLiteral>(
 ): Promise<void> {
   const method = req.method ?? "GET";
   if (method !== "GET" && method !== "HEAD") {
-    answer(res, 405, { Allow: "GET, HEAD" }, STATUS_TEXT[405]);
+    answer(res, 405, { Allow: "GET, HEAD" }, STATUS_CODES[405]);
     return;
   }
   let handle: LargeObject | undefined;
@@ -217,7 +211,7 @@ export async function sendLargeObject<T extends ObjectLiteral>(
     }
     const status = httpStatusOf(err);
     if (status >= 500) options.onError?.(err);
-    answer(res, status, {}, STATUS_TEXT[status] ?? STATUS_TEXT[500]);
+    answer(res, status, {}, STATUS_CODES[status] ?? STATUS_CODES[500]);
   }
 }
 

@@ -18,7 +18,9 @@ interface PgConnection {
   sync(): void;
 }
 
-/** A statement with text parameters, sent after a run's last piece (see {@link LowriteRun.end}). */
+/** A statement with text parameters, sent after a run's last piece (see {@link LowriteRun.end}).
+ * @internal
+ */
 export interface RunStatement {
   sql: string;
   values: (string | null)[];

@@ -8,7 +8,9 @@ interface PrefixConnection {
   execute(config: Record<string, never>): void;
 }
 
-/** The part of pg's own Query object that this one drives (pg/lib/query.js). */
+/** The part of pg's own Query object that this one drives (pg/lib/query.js).
+ * @internal
+ */
 export interface PgQuery {
   readonly text?: string;
   requiresPreparation(): boolean;
