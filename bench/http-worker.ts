@@ -22,7 +22,7 @@ export type ClientJob =
   | { op: "http-download" | "piped-download" | "direct-read"; id: number; verify: boolean }
   | { op: "http-many"; kind: "upload" | "download"; clients: number; perClient: number; size: number; id?: number }
   | { op: "fixture"; size: number }
-  | { op: "tus-upload" | "chunked-upload" | "plain-write"; size: number; chunkSize: number; verify: boolean }
+  | { op: "tus-upload" | "tus-digest-upload" | "chunked-upload" | "plain-write"; size: number; chunkSize: number; verify: boolean }
   | { op: "rss"; port: number }
   | { op: "clear" };
 
@@ -124,9 +124,52 @@ async function serveHttp(url: string): Promise<void> {
   await listen(server);
 }
 
+/**
+ * A tus store that keeps nothing but the sha256 of what it receives, in memory: what @tus/server
+ * costs with a store that does the least a store can (a digest is what LargeObjectTusStore keeps
+ * too), so that tus's own share of the gap is measured, not guessed. `take` hands out the digest
+ * of a finished upload once. @tus/server is loaded lazily (it is ESM), hence its module passed in.
+ */
+function digestOnlyStore(tus: typeof import("@tus/server")): { store: InstanceType<typeof tus.DataStore>; take(id: string): string | undefined } {
+  const uploads = new Map<string, { id: string; size?: number; offset: number; hash: ReturnType<typeof createHash> }>();
+  const finished = new Map<string, string>();
+  const store = new tus.DataStore();
+  store.extensions = ["creation"];
+  store.create = async (upload) => {
+    uploads.set(upload.id, { id: upload.id, ...(upload.size !== undefined ? { size: upload.size } : {}), offset: 0, hash: createHash("sha256") });
+    return upload;
+  };
+  store.getUpload = async (id) => {
+    const known = uploads.get(id);
+    if (known === undefined) throw tus.ERRORS.FILE_NOT_FOUND;
+    return new tus.Upload({ id, offset: known.offset, ...(known.size !== undefined ? { size: known.size } : {}) });
+  };
+  store.write = async (stream, id, offset) => {
+    const known = uploads.get(id);
+    if (known === undefined) throw tus.ERRORS.FILE_NOT_FOUND;
+    if (offset !== known.offset) throw tus.ERRORS.INVALID_OFFSET;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      known.hash.update(chunk);
+      known.offset += chunk.length;
+    }
+    if (known.offset === known.size) finished.set(id, known.hash.digest("hex"));
+    return known.offset;
+  };
+  return {
+    store,
+    take(id) {
+      const hash = finished.get(id);
+      finished.delete(id);
+      uploads.delete(id);
+      return hash;
+    },
+  };
+}
+
 /** @tus/server on LargeObjectTusStore at /files; a finished upload is adopted into a bench_files row. */
 async function serveTus(url: string): Promise<void> {
-  const { Server, MemoryLocker } = await import("@tus/server");
+  const tusModule = await import("@tus/server");
+  const { Server, MemoryLocker } = tusModule;
   const { LargeObjectTusStore } = await import("../src/tus");
   const ds = await openSource(url);
   const files = ds.getRepository(BenchFile);
@@ -140,13 +183,20 @@ async function serveTus(url: string): Promise<void> {
     },
   });
   const objects = new LargeObjectRepository(ds.manager);
+  const digests = digestOnlyStore(tusModule);
+  const digestOnly = new Server({ path: "/digest-only", datastore: digests.store, locker: new MemoryLocker() });
   const server = createServer((req, res) => {
     if (answerProbe(req, res)) return;
     if (req.url?.startsWith("/chunks")) {
       chunk(req, res).catch((err: unknown) => fail(res, err));
       return;
     }
-    tus.handle(req, res).catch((err: unknown) => fail(res, err));
+    const digestOf = /^\/digest-of\/([^/?]+)$/.exec(req.url ?? "");
+    if (digestOf !== null) {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ hash: digests.take(digestOf[1]!) }));
+      return;
+    }
+    (req.url?.startsWith("/digest-only") ? digestOnly : tus).handle(req, res).catch((err: unknown) => fail(res, err));
   });
   /**
    * The same requests without tus: POST /chunks makes a row, and each PATCH /chunks/<id>?offset=N
@@ -349,6 +399,33 @@ async function client(url: string): Promise<void> {
       const id = Number(newest[0]!.id);
       const hash = job.verify ? await storedHash(id) : undefined;
       return { seconds, cpu, id, ...(hash !== undefined ? { hash } : {}) };
+    },
+    "tus-digest-upload": async (job: JobOf<"tus-digest-upload">) => {
+      const tus = await import("tus-js-client");
+      const data = bufferOf(job.size);
+      let url: string | null = null;
+      const { seconds, cpu } = await timed(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const upload = new tus.Upload(data, {
+              endpoint: `http://127.0.0.1:${ports.tus!}/digest-only`,
+              chunkSize: job.chunkSize,
+              retryDelays: null,
+              metadata: { filename: "bench.bin" },
+              onSuccess: () => {
+                url = upload.url;
+                resolve();
+              },
+              onError: reject,
+            });
+            upload.start();
+          }),
+        ports.tus!,
+      );
+      const id = new URL(url!).pathname.split("/").pop()!;
+      const answer = await exchange(ports.tus!, { method: "GET", path: `/digest-of/${id}` });
+      const hash = (JSON.parse(answer.body) as { hash?: string }).hash;
+      return { seconds, cpu, ...(hash !== undefined ? { hash } : {}) };
     },
     "chunked-upload": async (job: JobOf<"chunked-upload">) => {
       const data = bufferOf(job.size);

@@ -60,6 +60,10 @@ export interface TusFigures {
   chunked: PairFigures;
   /** The plain chunked requests against the write stream without HTTP. */
   chunkedVsPlain: PairFigures;
+  /** @tus/server on a store that keeps only a digest, against the plain write stream: what any store on @tus/server can reach. */
+  digestOnlyVsPlain: PairFigures;
+  /** tus on this library's store against @tus/server on the digest-only store: the store's own share. */
+  tusVsDigestOnly: PairFigures;
   /** The tus server's peak RSS after each round. */
   serverRss: number[];
 }
@@ -279,10 +283,10 @@ export async function benchTus(url: string, settle: () => Promise<void>, options
   try {
     await client.ready;
     const expected = await contentHash(size);
-    const ops = { tus: "tus-upload", chunked: "chunked-upload", plain: "plain-write" } as const;
+    const ops = { tus: "tus-upload", digestOnly: "tus-digest-upload", chunked: "chunked-upload", plain: "plain-write" } as const;
     const runs = await rotatingRounds(
       rounds,
-      ["tus", "chunked", "plain"] as const,
+      ["tus", "digestOnly", "chunked", "plain"] as const,
       expected,
       async (which, verify) => {
         const r = await client.run({ op: ops[which], size, chunkSize, verify });
@@ -297,12 +301,16 @@ export async function benchTus(url: string, settle: () => Promise<void>, options
     const pair = pairOf(size, runs, "tus", "plain");
     const chunked = pairOf(size, runs, "tus", "chunked");
     const chunkedVsPlain = pairOf(size, runs, "chunked", "plain");
+    const digestOnlyVsPlain = pairOf(size, runs, "digestOnly", "plain");
+    const tusVsDigestOnly = pairOf(size, runs, "tus", "digestOnly");
     console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("tus", pair)}`);
     console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("tus vs plain PATCH requests piped to write streams", chunked)}`);
     console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("plain PATCH requests vs direct", chunkedVsPlain)}`);
+    console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("@tus/server on a digest-only store vs direct", digestOnlyVsPlain)}`);
+    console.log(`  ${formatSize(size)} in ${formatSize(chunkSize)} chunks ${pairLine("tus vs @tus/server on a digest-only store", tusVsDigestOnly)}`);
     console.log(`  tus server peak RSS after each round: ${serverRss.map((r) => (r / MIB).toFixed(0)).join(", ")} MiB`);
     await client.run({ op: "clear" });
-    return { size, chunkSize, pair, chunked, chunkedVsPlain, serverRss };
+    return { size, chunkSize, pair, chunked, chunkedVsPlain, digestOnlyVsPlain, tusVsDigestOnly, serverRss };
   } finally {
     await client.close();
     await server.stop();
@@ -356,12 +364,14 @@ export function renderHttpMarkdown(http: HttpFigures | string | undefined, tus: 
     else {
       const what = `${formatSize(tus.size)} in ${formatSize(tus.chunkSize)} chunks`;
       lines.push(
-        `${tus.pair.ratios.length} rounds; tus is tus-js-client, @tus/server and LargeObjectTusStore; the plain PATCH requests carry the same chunks, each piped into a repository write stream appending to the object.`,
+        `${tus.pair.ratios.length} rounds; tus is tus-js-client, @tus/server and LargeObjectTusStore; the plain PATCH requests carry the same chunks, each piped into a repository write stream appending to the object; the digest-only store is @tus/server with a store that hashes the bytes and keeps nothing else, in memory.`,
         "",
         ...header,
         row(`${what}: tus vs a plain write stream`, tus.pair),
         row(`${what}: tus vs plain PATCH requests`, tus.chunked),
         row(`${what}: plain PATCH requests vs a plain write stream`, tus.chunkedVsPlain),
+        row(`${what}: @tus/server on a store that keeps only a digest vs a plain write stream (what any store can reach)`, tus.digestOnlyVsPlain),
+        row(`${what}: tus vs @tus/server on a store that keeps only a digest (the store's own share)`, tus.tusVsDigestOnly),
         "",
         `tus server peak RSS after each round: ${tus.serverRss.map((r) => (r / MIB).toFixed(0)).join(", ")} MiB.`,
         "",

@@ -63,6 +63,8 @@ export interface Method {
   kind: MethodKind;
   /** "orm": needs the repository and registration; "server-files": needs lo_import/lo_export rights. */
   needs?: "orm" | "server-files";
+  /** The largest object size the method runs at (every size when unset). */
+  maxSize?: number;
   open(ctx: MethodContext): Promise<Session>;
 }
 
@@ -235,6 +237,67 @@ function saveBatch(withObjects: boolean): Method["open"] {
     };
   };
 }
+
+/**
+ * The least any client can do for the bytes of one small object: a single statement, which is
+ * its own transaction, with the bytes as one binary parameter (writes) or one binary COPY
+ * (reads). The library's small-object paths are set beside it as well as beside the server's own.
+ */
+const CLIENT_FLOOR_METHODS: Method[] = [
+  {
+    id: "client-floor-write",
+    label: "the client's floor: one lo_from_bytea statement, no transaction (lz4 pages)",
+    kind: "write",
+    maxSize: MIB,
+    async open(ctx) {
+      const client = await pgClient(ctx.url);
+      await client.query(
+        "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)",
+      );
+      const ds = await dataSource(ctx.url).initialize();
+      const value = contentBuffer(ctx.size);
+      return {
+        async run() {
+          const result = await client.query<{ oid: number }>("SELECT lo_from_bytea(0, $1) AS oid", [value]);
+          return { oids: [result.rows[0]!.oid] };
+        },
+        after: writeAfter(ds),
+        async close() {
+          await client.end();
+          await ds.destroy();
+        },
+      };
+    },
+  },
+  {
+    id: "client-floor-read",
+    label: "the client's floor: one binary COPY statement, no transaction",
+    kind: "read",
+    maxSize: MIB,
+    async open(ctx) {
+      const client = await pgClient(ctx.url);
+      const { CopyOut } = await import("../src/protocol/copy-out");
+      const { ByteaCopyDecoder } = await import("../src/protocol/copy-decoder");
+      const piece = 256 * 1024;
+      const sql =
+        `COPY (SELECT lo_get(${ctx.fixture!.oid}::oid, s, LEAST(${piece}::int8, ${ctx.size}::int8 - s)::int4)` +
+        ` FROM generate_series(0::int8, ${ctx.size - 1}::int8, ${piece}::int8) AS s) TO STDOUT (FORMAT binary)`;
+      return {
+        async run(verify) {
+          const digest = verify ? createHash("sha256") : undefined;
+          const decoder = new ByteaCopyDecoder((bytes) => digest?.update(bytes));
+          const copy = new CopyOut(sql, (bytes) => decoder.write(bytes));
+          void client.query(copy as unknown as Parameters<Client["query"]>[0]);
+          await copy.done;
+          if (!decoder.done) throw new Error("COPY output ended early");
+          return digest === undefined ? {} : { hash: digest.digest("hex") };
+        },
+        after: async () => undefined,
+        close: () => client.end(),
+      };
+    },
+  },
+];
 
 /** Every method, in the order the table lists them. */
 export const METHODS: Method[] = [
@@ -503,6 +566,7 @@ export const METHODS: Method[] = [
     },
   },
   ...SMALL_OBJECT_METHODS,
+  ...CLIENT_FLOOR_METHODS,
 ];
 
 /** Creates the objects the read methods read: one object, one bench_files row pointing at it, one bytea row. */

@@ -120,6 +120,7 @@ async function measureSize(run: Run, size: number): Promise<void> {
   const running: { m: Method; child: MethodChild; seconds: (number | undefined)[]; verified: boolean | "not checked"; error?: string }[] = [];
   for (const m of methods) {
     if (m.kind !== "write" && m.kind !== "read") continue;
+    if (m.maxSize !== undefined && size > m.maxSize) continue;
     const skipped = skipReason(run, m);
     if (skipped !== undefined) {
       rows.push({ method: m.id, label: m.label, kind: m.kind, size, runs: 0, maxRss: 0, verified: "not checked", skipped });
