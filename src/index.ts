@@ -14,6 +14,7 @@ export type { LargeObjectContent } from "./handle/content";
 export type { Offset } from "./validation";
 export { MAX_LARGE_OBJECT_SIZE } from "./validation";
 export { TOAST_COMPRESSION_SETTING } from "./handle/compression";
+export { WHOLE_READ_LIMIT } from "./handle/whole-read";
 export { LargeObjectColumn, oidOf } from "./orm/column";
 export type { LargeObjectColumnOptions, LargeObjectTrackOptions, LargeObjectValue } from "./orm/column";
 export { trackedContentOf } from "./orm/tracking";

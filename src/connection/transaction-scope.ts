@@ -72,7 +72,7 @@ export class TransactionScope {
   /** The first statement that failed inside the transaction: PostgreSQL has aborted it since. */
   private failure: unknown;
   private readonly endCounter: { count: number } | undefined;
-  private readonly endsAtStart: number;
+  private endsAtStart: number;
 
   private constructor(
     readonly runner: QueryRunner,
@@ -253,6 +253,26 @@ export class TransactionScope {
   /** Calls `listener` whenever work is queued behind a running task; returns the unsubscribe. */
   onContention(listener: () => void): () => void {
     return onContention(this.client, listener);
+  }
+
+  /**
+   * Whether nothing has been sent on this scope's runner of its own: a first statement may then run
+   * alone, as its own transaction, ahead of the scope's (see {@link alone}).
+   */
+  get untouched(): boolean {
+    return this.ownership === "runner" && this.pendingBegin !== undefined && !this.ended;
+  }
+
+  /**
+   * Runs a task with the client to itself before the scope's transaction starts: its statement is
+   * its own transaction, and the start stays pending for the statements after it.
+   */
+  alone<T>(task: (client: PgClient) => Promise<T>): Promise<T> {
+    if (!this.untouched) return Promise.reject(new LargeObjectError("ERR_LO_TRANSACTION", "the scope's transaction has already started"));
+    return enqueue(this.client, () => task(this.client)).finally(() => {
+      // The statement's end reported the session idle: the scope's transaction is yet to begin.
+      if (this.endCounter !== undefined) this.endsAtStart = this.endCounter.count;
+    });
   }
 
   /** Runs a task that needs the client to itself (such as a COPY) after the queued work. */

@@ -1,5 +1,5 @@
 import { LargeObjectError, toLargeObjectError } from "../errors";
-import { toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "../validation";
+import { MAX_LARGE_OBJECT_SIZE, toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "../validation";
 import { largeObjectExists } from "../connection/catalog";
 import type { DataSource } from "typeorm";
 import { dataSourceOf, type LargeObjectSource } from "../connection/source";
@@ -9,6 +9,7 @@ import { chunkToBuffer, type LargeObjectContent } from "./content";
 import { MODE_FLAGS, toMode, type LargeObjectMode } from "./modes";
 import { LargeObjectReadStream, type ReadStreamOptions } from "./read-stream";
 import { LargeObjectWriteStream, type WriteStreamOptions } from "./write-stream";
+import { readWholeIfSmall } from "./whole-read";
 import { CLOSE_DESCRIPTOR, PipelinedWriter, WRITE_PIECE_SIZE, createNeedsTransaction, createOnScope, lowriteSql } from "./writes";
 
 /** Where a seek counts from: the start, the current position or the end (or 0, 1, 2 as in lseek). */
@@ -88,6 +89,9 @@ export class LargeObject {
   private readonly chunkSize: number;
   /** The chunk size the handle was opened with, if any: writes then use it instead of their defaults. */
   private readonly ownChunkSize: number | undefined;
+  /** A small object read whole when it was opened (see openReadOnly): its bytes, and the position in them. */
+  private held: Buffer | undefined;
+  private position = 0;
 
   private constructor(
     /** @internal The transaction this descriptor lives in. */
@@ -100,7 +104,9 @@ export class LargeObject {
     options: OpenOptions,
     /** A read-only descriptor's size, which cannot change while it is open (see openOnScope). */
     private readonly readOnlySize?: number,
+    held?: Buffer,
   ) {
+    this.held = held;
     this.chunkSize = options.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : toChunkSize(options.chunkSize, "chunkSize");
     this.ownChunkSize = options.chunkSize === undefined ? undefined : this.chunkSize;
   }
@@ -141,7 +147,7 @@ export class LargeObject {
     if (options.chunkSize !== undefined) toChunkSize(options.chunkSize, "chunkSize");
     if (validMode === "r") {
       const readFrom = options.readFrom === undefined ? undefined : toReadFrom(options.readFrom);
-      return TransactionScope.reading(source, readFrom, (scope) => LargeObject.openOnScope(scope, validOid, "r", options));
+      return TransactionScope.reading(source, readFrom, (scope) => LargeObject.openReadOnly(scope, validOid, options));
     }
     const step = writeOpenSteps.get(dataSourceOf(source));
     const scope = await TransactionScope.begin(source, { transaction: true });
@@ -222,6 +228,28 @@ export class LargeObject {
   }
 
   /**
+   * Opens `oid` read-only in a scope of its own making. On a runner nothing has used yet, one
+   * statement measures the object and, when it has at most WHOLE_READ_LIMIT bytes, reads it whole:
+   * that statement is its own snapshot and transaction, so the handle holds the bytes and no
+   * connection, and a small read is one round trip. A larger object opens as before, its
+   * transaction starting with the statement that opens it.
+   * @internal
+   */
+  static async openReadOnly(scope: TransactionScope, oid: number, options: OpenOptions = {}): Promise<LargeObject> {
+    if (!scope.untouched) return LargeObject.openOnScope(scope, oid, "r", options);
+    let whole: { size: number; content: Buffer | undefined };
+    try {
+      whole = await scope.alone((client) => readWholeIfSmall(client, oid));
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid });
+    }
+    if (whole.content === undefined) return LargeObject.openOnScope(scope, oid, "r", options);
+    await scope.end();
+    return new LargeObject(scope, oid, "r", -1, options, whole.size, whole.content);
+  }
+
+  /**
    * Deletes a large object. Throws ERR_LO_NOT_FOUND when there is none.
    *
    * @example
@@ -268,6 +296,12 @@ export class LargeObject {
     this.assertOpen();
     this.assertCan("read");
     const wanted = size === undefined ? this.chunkSize : toOffset(size, "size", this.oid);
+    if (this.held !== undefined) {
+      // A copy, as a read from the server would be: the caller may change it.
+      const bytes = Buffer.from(this.held.subarray(Math.min(this.position, this.held.length), Math.min(this.position + wanted, this.held.length)));
+      this.position += bytes.length;
+      return bytes;
+    }
     const pieces: Buffer[] = [];
     let total = 0;
     while (total < wanted) {
@@ -344,6 +378,15 @@ export class LargeObject {
       throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `unknown whence ${JSON.stringify(whence)}: use "set", "cur" or "end"`, { oid: this.oid });
     }
     const distance = from === 0 ? toOffset(offset, "offset", this.oid) : toSignedOffset(offset, "offset", this.oid);
+    if (this.held !== undefined) {
+      const target = (from === 0 ? 0 : from === 1 ? this.position : this.held.length) + distance;
+      // PostgreSQL's own bounds for a descriptor's position.
+      if (target < 0 || target > MAX_LARGE_OBJECT_SIZE) {
+        throw new LargeObjectError("ERR_LO_INVALID_ARGUMENT", `invalid large object seek target: ${target}`, { oid: this.oid, offset: target });
+      }
+      this.position = target;
+      return target;
+    }
     const rows = await this.run((scope) =>
       scope.query<{ pos: string }>("SELECT lo_lseek64($1, $2, $3) AS pos", [this.fd, distance, from]),
     );
@@ -353,6 +396,7 @@ export class LargeObject {
   /** The current position. */
   async tell(): Promise<number> {
     this.assertOpen();
+    if (this.held !== undefined) return this.position;
     const rows = await this.run((scope) => scope.query<{ pos: string }>("SELECT lo_tell64($1) AS pos", [this.fd]));
     return Number(rows[0]!.pos);
   }
@@ -441,6 +485,7 @@ export class LargeObject {
 
   private async shutdown(abortReason: unknown): Promise<void> {
     this.closed = true;
+    this.held = undefined;
     // An owned transaction's COMMIT or ROLLBACK closes the descriptor anyway; a joined one keeps going.
     const closeDescriptor = !this.scope.ownsTransaction && !this.scope.isEnded && !this.descriptorClosed;
     if (abortReason !== undefined) {
@@ -471,8 +516,16 @@ export class LargeObject {
     }
   }
 
+  /**
+   * @internal The whole object, for a small one read when it was opened (see openReadOnly), whose
+   * scope has ended already; undefined for a handle on a descriptor.
+   */
+  get heldContent(): Buffer | undefined {
+    return this.held;
+  }
+
   private assertOpen(): void {
-    if (this.closed || this.scope.isEnded) {
+    if (this.closed || (this.held === undefined && this.scope.isEnded)) {
       throw new LargeObjectError("ERR_LO_CLOSED", `large object ${this.oid} is closed`, { oid: this.oid });
     }
   }

@@ -46,6 +46,8 @@ const HIGH_WATER_MARK = 1024 * 1024;
 export interface ReadableHandle {
   readonly oid: number;
   readonly scope: TransactionScope;
+  /** The whole object, when the handle read it as it opened (its scope has ended then). */
+  readonly heldContent?: Buffer | undefined;
   size(): Promise<number>;
   close(): Promise<void>;
   abort(reason?: unknown): Promise<void>;
@@ -108,6 +110,17 @@ export class LargeObjectReadStream extends Readable {
   }
 
   override _read(): void {
+    const held = this.handle.heldContent;
+    if (held !== undefined) {
+      // The range in one push: it is at most the small-object limit, and already in memory.
+      if (this.completed) return;
+      const bytes = held.subarray(Math.min(this.position, held.length), Math.min(this.endExclusive!, held.length));
+      this.position += bytes.length;
+      this.bytesRead += bytes.length;
+      if (bytes.length > 0) this.push(bytes);
+      this.finish();
+      return;
+    }
     if (this.copy !== undefined) {
       this.copy.resume();
       return;

@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DataSource } from "typeorm";
-import { LargeObject, LargeObjectRepository, isLargeObjectError } from "../../src";
+import { LargeObject, LargeObjectRepository, WHOLE_READ_LIMIT, isLargeObjectError } from "../../src";
 import { clientQueries, countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain } from "../support/streams";
@@ -16,13 +16,16 @@ async function roundTrips(work: () => Promise<unknown>): Promise<string[]> {
   return (await clientQueries(work)).map(({ text, query }) => text ?? String((query as object | undefined)?.constructor.name));
 }
 
+/** The statement that measures an object and reads it whole when it is small, outside any transaction. */
+const MEASURING = /^COPY \(WITH m AS \(SELECT lo_lseek64\(lo_open\([\s\S]*lo_get[\s\S]*TO STDOUT \(FORMAT binary\)$/;
+
 async function expectNothingLeft(): Promise<void> {
   expect(checkedOut(ds)).toBe(0);
   expect(await idleInTransaction(ds)).toBe(0);
 }
 
-test("a read stream from a data source is two round trips: the start with the open, the COPY with the commit", async () => {
-  const data = randomBytes(300_000, 1);
+test("a read stream from a data source over 1 MiB is the measuring statement, the start with the open, the COPY with the commit", async () => {
+  const data = randomBytes(WHOLE_READ_LIMIT + 1, 1);
   const oid = await LargeObject.create(ds, { data });
   let read: Buffer = Buffer.alloc(0);
   const sent = await roundTrips(async () => {
@@ -30,9 +33,72 @@ test("a read stream from a data source is two round trips: the start with the op
     read = await drain(lo.createReadStream());
   });
   expect(read.equals(data)).toBe(true);
-  expect(sent).toHaveLength(2);
-  expect(sent[0]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open/);
-  expect(sent[1]).toMatch(/^COPY [\s\S]* TO STDOUT \(FORMAT binary\); COMMIT$/);
+  expect(sent).toHaveLength(3);
+  expect(sent[0]).toMatch(MEASURING);
+  expect(sent[1]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open/);
+  expect(sent[2]).toMatch(/^COPY [\s\S]* TO STDOUT \(FORMAT binary\); COMMIT$/);
+  await expectNothingLeft();
+});
+
+test("a read-only open from a data source of at most 1 MiB is one statement and holds no connection", async () => {
+  for (const size of [0, 1, 300_000, WHOLE_READ_LIMIT]) {
+    const data = randomBytes(size, 5);
+    const oid = await LargeObject.create(ds, { data });
+    let lo: LargeObject | undefined;
+    const sent = await roundTrips(async () => {
+      lo = await LargeObject.open(ds, oid, "r");
+    });
+    expect(sent).toEqual([expect.stringMatching(MEASURING)]);
+    // Nothing is checked out between the open and the reads: the bytes are the handle's own.
+    await expectNothingLeft();
+    const later = await roundTrips(async () => {
+      expect(await lo!.size()).toBe(size);
+      expect((await drain(lo!.createReadStream({ autoClose: false }))).equals(data)).toBe(true);
+      expect((await drain(lo!.createReadStream({ start: 1, end: 10, autoClose: false }))).equals(data.subarray(1, 11))).toBe(true);
+      expect(await lo!.seek(Math.floor(size / 2))).toBe(Math.floor(size / 2));
+      expect((await lo!.read(7)).equals(data.subarray(Math.floor(size / 2), Math.floor(size / 2) + 7))).toBe(true);
+      expect(await lo!.tell()).toBe(Math.min(size, Math.floor(size / 2) + 7));
+      if (size > 0) expect(await lo!.seek(-1, "end")).toBe(size - 1);
+      expect(await lo!.seek(size + 5)).toBe(size + 5);
+      expect((await lo!.read(4)).length).toBe(0);
+    }).catch(async (err: unknown) => {
+      await lo!.close();
+      throw err;
+    });
+    expect(later).toEqual([]);
+    await lo!.seek(1);
+    const beforeStart = await lo!.seek(-2, "cur").catch((e: unknown) => e);
+    expect(isLargeObjectError(beforeStart, "ERR_LO_INVALID_ARGUMENT")).toBe(true);
+    await lo!.close();
+    const closed = await lo!.read(1).catch((e: unknown) => e);
+    expect(isLargeObjectError(closed, "ERR_LO_CLOSED")).toBe(true);
+  }
+  await expectNothingLeft();
+});
+
+test("a small object read whole is one snapshot: a write committed after the open is not seen", async () => {
+  const data = randomBytes(10_000, 6);
+  const oid = await LargeObject.create(ds, { data });
+  const lo = await LargeObject.open(ds, oid, "r");
+  await ds.query("SELECT lo_put($1, 0, $2)", [oid, Buffer.alloc(100, 9)]);
+  expect((await drain(lo.createReadStream())).equals(data)).toBe(true);
+  expect(lo.isClosed).toBe(true);
+  expect((await objectBytes(ds, oid)).subarray(0, 100).equals(Buffer.alloc(100, 9))).toBe(true);
+  await expectNothingLeft();
+});
+
+test("a read-only open on the caller's runner or transaction opens a descriptor as before", async () => {
+  const data = randomBytes(2000, 7);
+  const oid = await LargeObject.create(ds, { data });
+  await ds.transaction(async (manager) => {
+    const sent = await roundTrips(async () => {
+      const lo = await LargeObject.open(manager, oid, "r");
+      expect((await drain(lo.createReadStream({ autoClose: false }))).equals(data)).toBe(true);
+      await lo.close();
+    });
+    expect(sent.some((s) => s.includes("lo_open"))).toBe(true);
+    expect(sent.filter((s) => MEASURING.test(s))).toEqual([]);
+  });
   await expectNothingLeft();
 });
 

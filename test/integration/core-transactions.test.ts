@@ -1,6 +1,6 @@
 import { Client } from "pg";
 import type { DataSource, EntitySubscriberInterface } from "typeorm";
-import { LargeObject } from "../../src";
+import { LargeObject, WHOLE_READ_LIMIT } from "../../src";
 import { countObjects, databaseUrl, objectBytes, objectExists } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain, rejection } from "../support/streams";
@@ -159,7 +159,8 @@ test("a read handle of its own sees one snapshot for its whole life", async () =
 });
 
 test("a handle of its own begins its transaction at the level it needs and hands its connection back idle", async () => {
-  const oid = await LargeObject.create(ds, { data: "levels" });
+  // Over the size a read-only open reads whole without a transaction.
+  const oid = await LargeObject.create(ds, { data: Buffer.alloc(WHOLE_READ_LIMIT + 1, 7) });
   const level = async (lo: LargeObject) => {
     const rows = await lo.scope.query<{ level: string; pid: number }>(
       "SELECT current_setting('transaction_isolation') AS level, pg_backend_pid() AS pid",
@@ -188,7 +189,9 @@ test("a handle of its own begins its transaction at the level it needs and hands
   } finally {
     await observer.end();
   }
-  expect((await objectBytes(ds, oid)).toString()).toBe("Levels");
+  const stored = await objectBytes(ds, oid);
+  expect(stored.length).toBe(WHOLE_READ_LIMIT + 1);
+  expect(stored.subarray(0, 2).toString()).toBe("L\x07");
 });
 
 test("TypeORM's transaction events reach subscribers for the caller's transactions, not for those on the library's own runners", async () => {

@@ -1,0 +1,59 @@
+import { ByteaCopyDecoder } from "../protocol/copy-decoder";
+import { CopyOut } from "../protocol/copy-out";
+import type { PgClient } from "../connection/source";
+import { LargeObjectError } from "../errors";
+import { integerLiteral } from "../validation";
+import { MODE_FLAGS } from "./modes";
+
+/**
+ * Objects of at most this many bytes are read whole by the statement that measures them, when a
+ * read-only handle opens on a connection of its own (see {@link readWholeIfSmall}).
+ */
+export const WHOLE_READ_LIMIT = 1024 * 1024;
+/** Bytes per `lo_get` row, as in read streams. */
+const PIECE_SIZE = 256 * 1024;
+
+/**
+ * One statement, which is its own snapshot and its own transaction: the object's size, and its
+ * bytes when there are at most {@link WHOLE_READ_LIMIT} of them (`content` is undefined for a
+ * larger object). Rows come as binary COPY, the size first as an int8.
+ * @internal
+ */
+export async function readWholeIfSmall(client: PgClient, oid: number): Promise<{ size: number; content: Buffer | undefined }> {
+  const id = `${integerLiteral(oid)}::oid`;
+  // COPY takes no parameters: the oid and every bound are integers validated before this point.
+  // Row -1 is the size, row i the i-th piece: generate_series hands them out in order, as a read
+  // stream's windows rely on too, and no sort keeps the server from sending each as it is made.
+  const sql =
+    `COPY (WITH m AS (SELECT lo_lseek64(lo_open(${id}, ${MODE_FLAGS.r}), 0, 2) AS size)` +
+    ` SELECT CASE WHEN p.i < 0 THEN int8send(m.size) ELSE lo_get(${id}, p.i * ${PIECE_SIZE}, LEAST(${PIECE_SIZE}::int8, m.size - p.i * ${PIECE_SIZE})::int4) END` +
+    ` FROM m, generate_series(-1::int8, CASE WHEN m.size <= ${WHOLE_READ_LIMIT} THEN (m.size - 1) / ${PIECE_SIZE} ELSE -1 END) AS p(i))` +
+    " TO STDOUT (FORMAT binary)";
+  const parts: Buffer[] = [];
+  let total = 0;
+  const decoder = new ByteaCopyDecoder((bytes) => {
+    parts.push(bytes);
+    total += bytes.length;
+  });
+  let unreadable: unknown;
+  const copy = new CopyOut(sql, (bytes) => {
+    if (unreadable !== undefined) return;
+    try {
+      decoder.write(bytes);
+    } catch (err) {
+      // The rows are out of step; the protocol is not, so the rest is read and dropped.
+      unreadable = err;
+    }
+  });
+  client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
+  await copy.done;
+  const all = Buffer.concat(parts, total);
+  const size = all.length >= 8 ? Number(all.readBigInt64BE(0)) : -1;
+  const content = all.subarray(8);
+  const whole = size >= 0 && size <= WHOLE_READ_LIMIT;
+  if (unreadable !== undefined || !decoder.done || size < 0 || content.length !== (whole ? size : 0)) {
+    const why = unreadable instanceof Error ? unreadable.message : `${content.length} bytes for an object of ${size}`;
+    throw new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${why}`, { oid, ...(unreadable !== undefined ? { cause: unreadable } : {}) });
+  }
+  return { size, content: whole ? content : undefined };
+}
