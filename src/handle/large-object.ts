@@ -1,5 +1,5 @@
 import { LargeObjectError, toLargeObjectError } from "../errors";
-import { MAX_LARGE_OBJECT_SIZE, toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "../validation";
+import { MAX_LARGE_OBJECT_SIZE, integerLiteral, toChunkSize, toOffset, toOid, toSignedOffset, type Offset } from "../validation";
 import { largeObjectExists } from "../connection/catalog";
 import type { DataSource } from "typeorm";
 import { dataSourceOf, type LargeObjectSource } from "../connection/source";
@@ -228,25 +228,42 @@ export class LargeObject {
   }
 
   /**
-   * Opens `oid` read-only in a scope of its own making. On a runner nothing has used yet, one
-   * statement measures the object and, when it has at most WHOLE_READ_LIMIT bytes, reads it whole:
-   * that statement is its own snapshot and transaction, so the handle holds the bytes and no
-   * connection, and a small read is one round trip. A larger object opens as before, its
-   * transaction starting with the statement that opens it.
+   * Opens `oid` read-only in a scope of its own making: read whole as it opens when it is small
+   * (see {@link openWholeIfSmall}), else on a descriptor.
    * @internal
    */
   static async openReadOnly(scope: TransactionScope, oid: number, options: OpenOptions = {}): Promise<LargeObject> {
-    if (!scope.untouched) return LargeObject.openOnScope(scope, oid, "r", options);
-    let whole: { size: number; content: Buffer | undefined };
-    try {
-      whole = await scope.alone((client) => readWholeIfSmall(client, oid));
-    } catch (err) {
-      await scope.end(err).catch(() => undefined);
-      throw toLargeObjectError(err, { oid });
+    if (scope.untouched) {
+      let whole: LargeObject | null | undefined | false;
+      try {
+        whole = await LargeObject.openWholeIfSmall(scope, `SELECT ${integerLiteral(oid)}::oid AS oid`, options);
+      } catch (err) {
+        await scope.end(err).catch(() => undefined);
+        throw toLargeObjectError(err, { oid });
+      }
+      if (whole) return whole;
     }
-    if (whole.content === undefined) return LargeObject.openOnScope(scope, oid, "r", options);
+    return LargeObject.openOnScope(scope, oid, "r", options);
+  }
+
+  /**
+   * On a runner nothing has used yet, one statement finds the object that `selection` names
+   * (literal SQL, see readWholeIfSmall), measures it and, when it has at most WHOLE_READ_LIMIT
+   * bytes, reads it whole: that statement is its own snapshot and transaction, so the handle holds
+   * the bytes, the scope ends here and a small read is one round trip. Resolves `undefined` for no
+   * row, `null` for a null oid, and false when the object is larger (or the scope has begun):
+   * the caller then opens it on a descriptor, its transaction starting with that open. The caller
+   * ends the scope on failure.
+   * @internal
+   */
+  static async openWholeIfSmall(scope: TransactionScope, selection: string, options: OpenOptions = {}): Promise<LargeObject | null | undefined | false> {
+    if (!scope.untouched) return false;
+    const read = await scope.alone((client) => readWholeIfSmall(client, selection));
+    if (!read.found) return undefined;
+    if (read.oid === null) return null;
+    if (read.content === undefined) return false;
     await scope.end();
-    return new LargeObject(scope, oid, "r", -1, options, whole.size, whole.content);
+    return new LargeObject(scope, read.oid, "r", -1, options, read.size, read.content);
   }
 
   /**

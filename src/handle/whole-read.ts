@@ -2,7 +2,6 @@ import { ByteaCopyDecoder } from "../protocol/copy-decoder";
 import { CopyOut } from "../protocol/copy-out";
 import type { PgClient } from "../connection/source";
 import { LargeObjectError } from "../errors";
-import { integerLiteral } from "../validation";
 import { MODE_FLAGS } from "./modes";
 
 /**
@@ -13,20 +12,26 @@ export const WHOLE_READ_LIMIT = 1024 * 1024;
 /** Bytes per `lo_get` row, as in read streams. */
 const PIECE_SIZE = 256 * 1024;
 
+/** What {@link readWholeIfSmall} found: no row, a null oid, or an object with its bytes when it is small. */
+export type WholeRead = { found: false } | { found: true; oid: null } | { found: true; oid: number; size: number; content: Buffer | undefined };
+
 /**
- * One statement, which is its own snapshot and its own transaction: the object's size, and its
+ * One statement, which is its own snapshot and its own transaction: the object that `selection`
+ * names (literal SQL of at most one row with an `oid` column, no parameters), its size, and its
  * bytes when there are at most {@link WHOLE_READ_LIMIT} of them (`content` is undefined for a
- * larger object). Rows come as binary COPY, the size first as an int8.
+ * larger object). Rows come as binary COPY: first the oid and the size as two int8 (-1 for a null
+ * oid), then the pieces.
  * @internal
  */
-export async function readWholeIfSmall(client: PgClient, oid: number): Promise<{ size: number; content: Buffer | undefined }> {
-  const id = `${integerLiteral(oid)}::oid`;
-  // COPY takes no parameters: the oid and every bound are integers validated before this point.
-  // Row -1 is the size, row i the i-th piece: generate_series hands them out in order, as a read
-  // stream's windows rely on too, and no sort keeps the server from sending each as it is made.
+export async function readWholeIfSmall(client: PgClient, selection: string): Promise<WholeRead> {
+  // COPY takes no parameters: the selection's values and every bound are validated literals.
+  // Row -1 is the oid and size, row i the i-th piece: generate_series hands them out in order, as
+  // a read stream's windows rely on too, and no sort keeps the server from sending each as it is made.
   const sql =
-    `COPY (WITH m AS (SELECT lo_lseek64(lo_open(${id}, ${MODE_FLAGS.r}), 0, 2) AS size)` +
-    ` SELECT CASE WHEN p.i < 0 THEN int8send(m.size) ELSE lo_get(${id}, p.i * ${PIECE_SIZE}, LEAST(${PIECE_SIZE}::int8, m.size - p.i * ${PIECE_SIZE})::int4) END` +
+    `COPY (WITH s AS (${selection}),` +
+    ` m AS (SELECT s.oid, lo_lseek64(lo_open(s.oid, ${MODE_FLAGS.r}), 0, 2) AS size FROM s)` +
+    ` SELECT CASE WHEN p.i < 0 THEN int8send(coalesce(m.oid::int8, -1)) || int8send(coalesce(m.size, -1))` +
+    ` ELSE lo_get(m.oid, p.i * ${PIECE_SIZE}, LEAST(${PIECE_SIZE}::int8, m.size - p.i * ${PIECE_SIZE})::int4) END` +
     ` FROM m, generate_series(-1::int8, CASE WHEN m.size <= ${WHOLE_READ_LIMIT} THEN (m.size - 1) / ${PIECE_SIZE} ELSE -1 END) AS p(i))` +
     " TO STDOUT (FORMAT binary)";
   const parts: Buffer[] = [];
@@ -48,12 +53,18 @@ export async function readWholeIfSmall(client: PgClient, oid: number): Promise<{
   client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
   await copy.done;
   const all = Buffer.concat(parts, total);
-  const size = all.length >= 8 ? Number(all.readBigInt64BE(0)) : -1;
-  const content = all.subarray(8);
+  if (unreadable === undefined && decoder.done && all.length === 0) return { found: false };
+  const oid = all.length >= 16 ? Number(all.readBigInt64BE(0)) : undefined;
+  const size = all.length >= 16 ? Number(all.readBigInt64BE(8)) : -1;
+  const content = all.subarray(16);
   const whole = size >= 0 && size <= WHOLE_READ_LIMIT;
-  if (unreadable !== undefined || !decoder.done || size < 0 || content.length !== (whole ? size : 0)) {
+  if (unreadable !== undefined || !decoder.done || oid === undefined || (oid >= 0 && size < 0) || content.length !== (whole ? size : 0)) {
     const why = unreadable instanceof Error ? unreadable.message : `${content.length} bytes for an object of ${size}`;
-    throw new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${why}`, { oid, ...(unreadable !== undefined ? { cause: unreadable } : {}) });
+    throw new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${why}`, {
+      ...(oid !== undefined && oid >= 0 ? { oid } : {}),
+      ...(unreadable !== undefined ? { cause: unreadable } : {}),
+    });
   }
-  return { size, content: whole ? content : undefined };
+  if (oid < 0) return { found: true, oid: null };
+  return { found: true, oid, size, content: whole ? content : undefined };
 }

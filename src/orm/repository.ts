@@ -110,7 +110,8 @@ export class LargeObjectRepository {
     const details = { entity: info.entity.name, property };
     if (mode === "r") {
       const readFrom = options.readFrom === undefined ? this.readFrom : toReadFrom(options.readFrom);
-      const handle = await TransactionScope.reading(this.manager, readFrom, (scope) => openRow(scope, info, where, mode, options, details));
+      const literal = literalPrimaryKeyOf(info, entity);
+      const handle = await TransactionScope.reading(this.manager, readFrom, (scope) => openRow(scope, info, where, mode, options, details, undefined, literal));
       return { handle, info, where };
     }
     const scope = await TransactionScope.begin(this.manager, { transaction: true });
@@ -263,11 +264,19 @@ async function openRow(
   options: ScopeOpenOptions,
   details: { entity: string; property: string },
   created?: (oid: number) => void,
+  literalWhere?: string,
 ): Promise<LargeObject> {
   const { entity, property } = details;
   try {
     const table = quoteTable(info.entity);
     const column = quoteIdentifier(info.column.databaseName);
+    if (mode === "r" && literalWhere !== undefined) {
+      // A small object is read whole by the statement that finds the row (see openWholeIfSmall).
+      const whole = await LargeObject.openWholeIfSmall(scope, `SELECT ${column} AS oid FROM ${table} WHERE ${literalWhere}`, options);
+      if (whole === undefined) throw new LargeObjectError("ERR_LO_NOT_FOUND", `no ${entity} row has this primary key`, details);
+      if (whole === null) throw new LargeObjectError("ERR_LO_NULL", `${entity}.${property} is null: there is no object to read`, details);
+      if (whole) return whole;
+    }
     // The row is found (and locked, for writing) and its object opened in one statement. A write
     // may change the content in any way, so the row's tracked values are forgotten in that statement
     // (an UPDATE locks as FOR UPDATE does) and set again by a write that knows them.
@@ -325,6 +334,38 @@ async function withHandle<R>(handle: LargeObject, task: () => R | Promise<R>, op
 }
 
 /** The WHERE clause selecting the entity's row by its primary key, or ERR_LO_NO_PRIMARY_KEY. */
+const INTEGER_TYPES = new Set(["int", "int2", "int4", "int8", "integer", "smallint", "bigint"]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Up to 18 digits: within int8 whatever they are. */
+const INTEGER_TEXT = /^-?[0-9]{1,18}$/;
+
+/**
+ * The row's WHERE clause with its values spliced in as literals, for a statement that takes no
+ * parameters (COPY): only for keys of integer and uuid columns whose values are checked to be
+ * exactly that. Undefined for any other key, which then goes as a parameter in a statement of its own.
+ */
+function literalPrimaryKeyOf(info: LargeObjectColumnInfo, entity: ObjectLiteral): string | undefined {
+  const driver = info.entity.connection.driver;
+  const terms: string[] = [];
+  for (const column of info.entity.primaryColumns) {
+    const type = String(driver.normalizeType(column)).toLowerCase();
+    const value: unknown = column.getEntityValue(entity);
+    let literal: string | undefined;
+    if (INTEGER_TYPES.has(type)) {
+      if (typeof value === "number" && Number.isSafeInteger(value)) literal = String(value);
+      else if (typeof value === "bigint" || (typeof value === "string" && INTEGER_TEXT.test(value))) {
+        const text = String(value);
+        if (INTEGER_TEXT.test(text)) literal = `${text}::int8`;
+      }
+    } else if (type === "uuid" && typeof value === "string" && UUID.test(value)) {
+      literal = `'${value}'::uuid`;
+    }
+    if (literal === undefined) return undefined;
+    terms.push(`${quoteIdentifier(column.databaseName)} = ${literal}`);
+  }
+  return terms.length === 0 ? undefined : terms.join(" AND ");
+}
+
 function primaryKeyOf(info: LargeObjectColumnInfo, entity: ObjectLiteral): { sql: string; values: unknown[] } {
   const columns = info.entity.primaryColumns;
   const values: unknown[] = [];

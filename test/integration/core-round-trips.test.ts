@@ -1,15 +1,21 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { DataSource } from "typeorm";
-import { LargeObject, LargeObjectRepository, WHOLE_READ_LIMIT, isLargeObjectError } from "../../src";
+import { Entity, PrimaryGeneratedColumn, type DataSource } from "typeorm";
+import { LargeObject, LargeObjectColumn, LargeObjectRepository, WHOLE_READ_LIMIT, isLargeObjectError, type LargeObjectValue } from "../../src";
 import { clientQueries, countObjects, idleInTransaction, objectBytes, randomBytes } from "../support/database";
 import { checkedOut } from "../support/pool";
 import { drain } from "../support/streams";
-import { Document } from "./fixtures/documents";
+import { CompositeKeyed, Document } from "./fixtures/documents";
 import { useDataSource } from "../support/use-data-source";
 
 let ds: DataSource;
-useDataSource((opened) => (ds = opened), { orm: [Document], poolSize: 3 });
+@Entity({ name: "round_trip_uuid_keyed" })
+class UuidKeyed {
+  @PrimaryGeneratedColumn("uuid") id!: string;
+  @LargeObjectColumn() content!: LargeObjectValue;
+}
+
+useDataSource((opened) => (ds = opened), { orm: [Document, CompositeKeyed, UuidKeyed], poolSize: 3 });
 
 /** The text of every query the pg clients were given while `work` ran: one round trip each. */
 async function roundTrips(work: () => Promise<unknown>): Promise<string[]> {
@@ -17,7 +23,7 @@ async function roundTrips(work: () => Promise<unknown>): Promise<string[]> {
 }
 
 /** The statement that measures an object and reads it whole when it is small, outside any transaction. */
-const MEASURING = /^COPY \(WITH m AS \(SELECT lo_lseek64\(lo_open\([\s\S]*lo_get[\s\S]*TO STDOUT \(FORMAT binary\)$/;
+const MEASURING = /^COPY \(WITH s AS \([\s\S]*lo_lseek64\(lo_open\(s\.oid[\s\S]*lo_get[\s\S]*TO STDOUT \(FORMAT binary\)$/;
 
 async function expectNothingLeft(): Promise<void> {
   expect(checkedOut(ds)).toBe(0);
@@ -102,17 +108,56 @@ test("a read-only open on the caller's runner or transaction opens a descriptor 
   await expectNothingLeft();
 });
 
-test("a repository read finds the row and opens its object in the statement that starts the transaction", async () => {
+test("a repository read of at most 1 MiB finds the row and reads its object in one statement", async () => {
   const data = randomBytes(70_000, 2);
-  const doc = await ds.getRepository(Document).save({ name: "two round trips", attachment: data });
+  const doc = await ds.getRepository(Document).save({ name: "one round trip", attachment: data });
   const files = new LargeObjectRepository(ds.manager);
   let read: Buffer = Buffer.alloc(0);
   const sent = await roundTrips(async () => {
-    read = await drain(await files.createReadStream(doc, "attachment"));
+    read = await drain(await files.createReadStream(doc, "attachment", { start: 5 }));
   });
-  expect(read.equals(data)).toBe(true);
-  expect(sent).toHaveLength(2);
-  expect(sent[0]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open[\s\S]*FROM "orm_document"/);
+  expect(read.equals(data.subarray(5))).toBe(true);
+  expect(sent).toEqual([expect.stringMatching(MEASURING)]);
+  expect(sent[0]).toContain(`FROM "orm_document" WHERE "id" = ${doc.id})`);
+  expect((await files.read(doc, "attachment")).equals(data)).toBe(true);
+  expect(await files.size(doc, "attachment")).toBe(data.length);
+
+  // A null column and a missing row are the same typed errors as on a descriptor.
+  const nullColumn = await files.createReadStream(doc, "thumbnail").catch((e: unknown) => e);
+  expect(isLargeObjectError(nullColumn, "ERR_LO_NULL")).toBe(true);
+  const missing = await files.createReadStream({ ...doc, id: doc.id + 1_000_000 }, "attachment").catch((e: unknown) => e);
+  expect(isLargeObjectError(missing, "ERR_LO_NOT_FOUND")).toBe(true);
+  await expectNothingLeft();
+});
+
+test("a repository read over 1 MiB, or of a row whose key is not an integer or uuid, opens a descriptor", async () => {
+  const files = new LargeObjectRepository(ds.manager);
+  const big = randomBytes(WHOLE_READ_LIMIT + 1, 3);
+  const doc = await ds.getRepository(Document).save({ name: "three round trips", attachment: big });
+  const sent = await roundTrips(async () => {
+    expect((await drain(await files.createReadStream(doc, "attachment"))).equals(big)).toBe(true);
+  });
+  expect(sent).toHaveLength(3);
+  expect(sent[0]).toMatch(MEASURING);
+  expect(sent[1]).toMatch(/^START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT [\s\S]*lo_open[\s\S]*FROM "orm_document"/);
+
+  // A text key goes as a parameter, never spliced into the statement, whatever it holds.
+  const keyed = await ds.getRepository(CompositeKeyed).save({ tenant: "o'brien\\'); DROP TABLE orm_document; --", key: 7, payload: Buffer.from("kept") });
+  const textKey = await roundTrips(async () => {
+    expect((await drain(await files.createReadStream(keyed, "payload"))).toString()).toBe("kept");
+  });
+  expect(textKey).toHaveLength(2);
+  expect(textKey.join("\n")).not.toContain("brien");
+  expect(await ds.getRepository(Document).count()).toBeGreaterThan(0);
+
+  // A uuid key is checked to be one, then read in one statement.
+  const tagged = await ds.getRepository(UuidKeyed).save({ content: Buffer.from("by uuid") });
+  const byUuid = await roundTrips(async () => {
+    expect((await drain(await files.createReadStream(tagged, "content"))).toString()).toBe("by uuid");
+  });
+  expect(byUuid).toEqual([expect.stringContaining(`"id" = '${tagged.id}'::uuid`)]);
+  const notUuid = await files.createReadStream({ ...tagged, id: "not-a-uuid'" }, "content").catch((e: unknown) => e);
+  expect(isLargeObjectError(notUuid)).toBe(true);
   await expectNothingLeft();
 });
 

@@ -1,7 +1,7 @@
 import type { DataSource, QueryRunner } from "typeorm";
-import { registerLargeObjects } from "../../src";
+import { WHOLE_READ_LIMIT, registerLargeObjects } from "../../src";
 import { sendLargeObject, httpStatusOf } from "../../src/http";
-import { makeDataSource, randomBytes } from "../support/database";
+import { clientQueries, makeDataSource, randomBytes } from "../support/database";
 import { checkedOut, expectConnectionsBack } from "../support/pool";
 import { curl, eventually, sha256, startServer, type TestServer } from "../support/http-server";
 import { useStoredFiles } from "../support/stored-files";
@@ -113,4 +113,27 @@ test("a client that goes away mid-download gives its connection back at once", a
   // The same object still serves in full.
   const again = await fetch(`${server.url}/${doc.id}`);
   expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(sha256(big));
+});
+
+test("a download of at most 1 MiB is one statement: no transaction, and no connection while the client reads", async () => {
+  const content = randomBytes(WHOLE_READ_LIMIT, 23);
+  const doc = await small.getRepository(StoredFile).save({ name: "small", content });
+  source = () => small;
+  let first: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const sent = await clientQueries(async () => {
+    const response = await fetch(`${server.url}/${doc.id}`);
+    expect(response.status).toBe(200);
+    first = response.body!.getReader();
+    await first.read();
+  });
+  expect(sent.map((q) => q.text)).toEqual([expect.stringMatching(/^COPY \(WITH s AS \(SELECT "content" AS oid FROM "http_file" WHERE "id" = \d+\)/)]);
+  // With the first response unread, the pool's one connection serves another download.
+  expect(checkedOut(small)).toBe(0);
+  const beside = await fetch(`${server.url}/${doc.id}`, { headers: { range: "bytes=10-19" } });
+  expect(beside.status).toBe(206);
+  expect(Buffer.from(await beside.arrayBuffer()).equals(content.subarray(10, 20))).toBe(true);
+  let rest = 0;
+  for (let chunk = await first!.read(); !chunk.done; chunk = await first!.read()) rest += chunk.value.length;
+  expect(rest).toBeGreaterThan(0);
+  expect(errors).toEqual([]);
 });
