@@ -42,9 +42,12 @@ export function markPrivateRunner(runner: QueryRunner): QueryRunner {
 }
 
 /**
- * Per client, how many times the server has reported "idle, no transaction" (ReadyForQuery 'I').
- * A change means the transaction a descriptor belongs to is over, whoever ended it; its descriptor
- * number may already belong to a handle of the next transaction.
+ * Per client, how many times the server has reported "idle, no transaction" (ReadyForQuery 'I')
+ * after reporting a transaction ('T', or 'E' for a failed one). A change means the transaction a
+ * descriptor belongs to is over, whoever ended it; its descriptor number may already belong to a
+ * handle of the next transaction. An 'I' after an 'I' ends no transaction: it closes a statement
+ * run on its own, and may arrive after that statement's error was reported and its runner handed
+ * on, when the next scope has already counted from here.
  */
 const transactionEnds = new WeakMap<object, { count: number }>();
 
@@ -55,8 +58,11 @@ function transactionEndCounter(client: PgClient): { count: number } | undefined 
   // pg-native clients have no protocol connection to watch.
   if (connection === undefined || typeof connection.on !== "function") return undefined;
   const created = { count: 0 };
+  // pg keeps the last status it was told; before any, a transaction may be open (the caller's).
+  let last: unknown = (client as unknown as { _txStatus?: unknown })._txStatus ?? "T";
   (connection as { on(event: string, listener: (msg: { status?: string }) => void): void }).on("readyForQuery", (msg) => {
-    if (msg.status === "I") created.count += 1;
+    if (msg.status === "I" && last !== "I") created.count += 1;
+    last = msg.status;
   });
   transactionEnds.set(client, created);
   return created;

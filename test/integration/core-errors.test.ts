@@ -1,6 +1,6 @@
 import { DataSource, type DataSourceOptions } from "typeorm";
 import { LargeObject, LargeObjectError } from "../../src";
-import { databaseUrl } from "../support/database";
+import { databaseUrl, idleInTransaction, openDataSource } from "../support/database";
 import { drain, rejection } from "../support/streams";
 import { useDataSource } from "../support/use-data-source";
 
@@ -33,6 +33,24 @@ describe("ERR_LO_NOT_FOUND", () => {
     expect((await drain(lo.createReadStream())).toString()).toBe("here");
     expect(await rejection(LargeObject.open(ds, oid, "r"))).toMatchObject({ code: "ERR_LO_NOT_FOUND" });
   });
+});
+
+test("a failed open leaves its connection clean: the next transaction on it is rolled back when it fails too", async () => {
+  // One connection, so every open takes the one the failed open before it gave back.
+  const one = await openDataSource({ poolSize: 1 });
+  try {
+    const oid = await unknownOid();
+    for (let i = 0; i < 100; i++) {
+      for (const mode of ["r", "w", "rw"] as const) {
+        expect(await rejection(LargeObject.open(one, oid, mode))).toMatchObject({ code: "ERR_LO_NOT_FOUND", oid });
+      }
+    }
+    const rows: { status: string }[] = await one.query("SELECT 'clean' AS status");
+    expect(rows).toEqual([{ status: "clean" }]);
+    expect(await idleInTransaction(ds)).toBe(0);
+  } finally {
+    await one.destroy();
+  }
 });
 
 test("ERR_LO_MODE: reading a write handle, writing a read handle", async () => {
