@@ -1,8 +1,8 @@
 import { Readable } from "node:stream";
 import { LargeObjectError, toLargeObjectError } from "../errors";
 import { integerLiteral, toChunkSize, toOffset, type Offset } from "../validation";
-import { ByteaCopyDecoder } from "../protocol/copy-decoder";
-import { CopyOut } from "../protocol/copy-out";
+import { byteaCopy } from "../protocol/copy-decoder";
+import type { CopyOut } from "../protocol/copy-out";
 import type { PgClient } from "../connection/source";
 import type { TransactionScope } from "../connection/transaction-scope";
 
@@ -171,30 +171,20 @@ export class LargeObjectReadStream extends Readable {
     // beyond highWaterMark. On a runner the caller also uses, its statements reach pg past our
     // queue, unseen, so a window is never paused there.
     const holds = !scope.sharedWithCaller;
-    const decoder = new ByteaCopyDecoder((bytes) => {
+    const { copy, decoder, unreadable } = byteaCopy(sql, (bytes) => {
       if (this.destroyed) return;
       this.bytesRead += bytes.length;
       if (!this.push(bytes) && holds && !scope.othersWaiting()) copy.pause();
-    });
-    let unreadable: unknown;
-    const copy = new CopyOut(sql, (bytes) => {
-      if (unreadable !== undefined) return;
-      try {
-        decoder.write(bytes);
-      } catch (err) {
-        // The rows are out of step; the protocol is not, so the rest is read and dropped.
-        unreadable = err;
-        copy.resume();
-      }
     });
     this.copy = copy;
     const stopListening = scope.onContention(() => copy.resume());
     client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
     return copy.done
       .then(() => {
-        if (unreadable !== undefined) {
-          const message = `unreadable COPY output: ${(unreadable as Error).message}`;
-          throw new LargeObjectError("ERR_LO_CONNECTION", message, { cause: unreadable });
+        const failure = unreadable();
+        if (failure !== undefined) {
+          const message = `unreadable COPY output: ${(failure as Error).message}`;
+          throw new LargeObjectError("ERR_LO_CONNECTION", message, { cause: failure });
         }
         if (!decoder.done && !this.destroyed) throw new Error("COPY output ended early");
       })

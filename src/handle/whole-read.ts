@@ -1,5 +1,4 @@
-import { ByteaCopyDecoder } from "../protocol/copy-decoder";
-import { CopyOut } from "../protocol/copy-out";
+import { byteaCopy } from "../protocol/copy-decoder";
 import type { PgClient } from "../connection/source";
 import { LargeObjectError } from "../errors";
 import { MODE_FLAGS } from "./modes";
@@ -36,22 +35,13 @@ export async function readWholeIfSmall(client: PgClient, selection: string): Pro
     " TO STDOUT (FORMAT binary)";
   const parts: Buffer[] = [];
   let total = 0;
-  const decoder = new ByteaCopyDecoder((bytes) => {
+  const { copy, decoder, unreadable: failure } = byteaCopy(sql, (bytes) => {
     parts.push(bytes);
     total += bytes.length;
   });
-  let unreadable: unknown;
-  const copy = new CopyOut(sql, (bytes) => {
-    if (unreadable !== undefined) return;
-    try {
-      decoder.write(bytes);
-    } catch (err) {
-      // The rows are out of step; the protocol is not, so the rest is read and dropped.
-      unreadable = err;
-    }
-  });
   client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
   await copy.done;
+  const unreadable = failure();
   const all = Buffer.concat(parts, total);
   if (unreadable === undefined && decoder.done && all.length === 0) return { found: false };
   const oid = all.length >= 16 ? Number(all.readBigInt64BE(0)) : undefined;

@@ -2,6 +2,8 @@
  * Decodes PostgreSQL's binary COPY format for rows of one bytea column, handing out the payload
  * bytes as views of the incoming chunks (no copy, no hex decoding).
  */
+import { CopyOut } from "./copy-out";
+
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 const HEADER_FIXED = SIGNATURE.length + 8; // signature, flags (int32), extension length (int32)
 
@@ -84,4 +86,34 @@ export class ByteaCopyDecoder {
         throw new Error(`unexpected decoder state ${this.state}`);
     }
   }
+}
+
+/** A binary COPY of rows of one bytea column, decoded as it arrives (see {@link byteaCopy}). */
+export interface ByteaCopy {
+  readonly copy: CopyOut;
+  readonly decoder: ByteaCopyDecoder;
+  /** The decoder's error, when the rows were out of step with it. */
+  unreadable(): unknown;
+}
+
+/**
+ * Runs `COPY (...) TO STDOUT (FORMAT binary)` of one bytea column through a {@link CopyOut}, handing
+ * each row's bytes to `onData`. Rows out of step with the decoder stop the bytes; the protocol is
+ * not out of step, so the rest is read (the COPY resumed if paused) and dropped. Send `copy` with
+ * `client.query` and await `copy.done`.
+ * @internal
+ */
+export function byteaCopy(sql: string, onData: (bytes: Buffer) => void): ByteaCopy {
+  const decoder = new ByteaCopyDecoder(onData);
+  let failure: unknown;
+  const copy = new CopyOut(sql, (bytes) => {
+    if (failure !== undefined) return;
+    try {
+      decoder.write(bytes);
+    } catch (err) {
+      failure = err;
+      copy.resume();
+    }
+  });
+  return { copy, decoder, unreadable: () => failure };
 }
