@@ -276,7 +276,8 @@ export class TransactionScope {
   alone<T>(task: (client: PgClient) => Promise<T>): Promise<T> {
     if (!this.untouched) return Promise.reject(new LargeObjectError("ERR_LO_TRANSACTION", "the scope's transaction has already started"));
     return enqueue(this.client, () => task(this.client)).finally(() => {
-      // The statement's end reported the session idle: the scope's transaction is yet to begin.
+      // Its 'I' after an 'I' is no transaction's end, but where pg does not say the status a
+      // client was in before the counter began, it may have been counted as one.
       if (this.endCounter !== undefined) this.endsAtStart = this.endCounter.count;
     });
   }

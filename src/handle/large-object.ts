@@ -233,17 +233,14 @@ export class LargeObject {
    * @internal
    */
   static async openReadOnly(scope: TransactionScope, oid: number, options: OpenOptions = {}): Promise<LargeObject> {
-    if (scope.untouched) {
-      let whole: LargeObject | null | undefined | false;
-      try {
-        whole = await LargeObject.openWholeIfSmall(scope, `SELECT ${integerLiteral(oid)}::oid AS oid`, options);
-      } catch (err) {
-        await scope.end(err).catch(() => undefined);
-        throw toLargeObjectError(err, { oid });
-      }
-      if (whole) return whole;
+    let whole: LargeObject | null | undefined | false;
+    try {
+      whole = await LargeObject.openWholeIfSmall(scope, `SELECT ${integerLiteral(oid)}::oid AS oid`, options);
+    } catch (err) {
+      await scope.end(err).catch(() => undefined);
+      throw toLargeObjectError(err, { oid });
     }
-    return LargeObject.openOnScope(scope, oid, "r", options);
+    return whole || LargeObject.openOnScope(scope, oid, "r", options);
   }
 
   /**

@@ -35,24 +35,24 @@ export async function readWholeIfSmall(client: PgClient, selection: string): Pro
     " TO STDOUT (FORMAT binary)";
   const parts: Buffer[] = [];
   let total = 0;
-  const { copy, decoder, unreadable: failure } = byteaCopy(sql, (bytes) => {
+  const { copy, decoder, unreadable } = byteaCopy(sql, (bytes) => {
     parts.push(bytes);
     total += bytes.length;
   });
   client.query(copy as unknown as Parameters<PgClient["query"]>[0]);
   await copy.done;
-  const unreadable = failure();
+  const failure = unreadable();
   const all = Buffer.concat(parts, total);
-  if (unreadable === undefined && decoder.done && all.length === 0) return { found: false };
+  if (failure === undefined && decoder.done && all.length === 0) return { found: false };
   const oid = all.length >= 16 ? Number(all.readBigInt64BE(0)) : undefined;
   const size = all.length >= 16 ? Number(all.readBigInt64BE(8)) : -1;
   const content = all.subarray(16);
   const whole = size >= 0 && size <= WHOLE_READ_LIMIT;
-  if (unreadable !== undefined || !decoder.done || oid === undefined || (oid >= 0 && size < 0) || content.length !== (whole ? size : 0)) {
-    const why = unreadable instanceof Error ? unreadable.message : `${content.length} bytes for an object of ${size}`;
+  if (failure !== undefined || !decoder.done || oid === undefined || (oid >= 0 && size < 0) || content.length !== (whole ? size : 0)) {
+    const why = failure instanceof Error ? failure.message : `${content.length} bytes for an object of ${size}`;
     throw new LargeObjectError("ERR_LO_CONNECTION", `unreadable COPY output: ${why}`, {
       ...(oid !== undefined && oid >= 0 ? { oid } : {}),
-      ...(unreadable !== undefined ? { cause: unreadable } : {}),
+      ...(failure !== undefined ? { cause: failure } : {}),
     });
   }
   if (oid < 0) return { found: true, oid: null };

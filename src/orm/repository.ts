@@ -333,7 +333,6 @@ async function withHandle<R>(handle: LargeObject, task: () => R | Promise<R>, op
   }
 }
 
-/** The WHERE clause selecting the entity's row by its primary key, or ERR_LO_NO_PRIMARY_KEY. */
 const INTEGER_TYPES = new Set(["int", "int2", "int4", "int8", "integer", "smallint", "bigint"]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Up to 18 digits: within int8 whatever they are. */
@@ -353,10 +352,7 @@ function literalPrimaryKeyOf(info: LargeObjectColumnInfo, entity: ObjectLiteral)
     let literal: string | undefined;
     if (INTEGER_TYPES.has(type)) {
       if (typeof value === "number" && Number.isSafeInteger(value)) literal = String(value);
-      else if (typeof value === "bigint" || (typeof value === "string" && INTEGER_TEXT.test(value))) {
-        const text = String(value);
-        if (INTEGER_TEXT.test(text)) literal = `${text}::int8`;
-      }
+      else if ((typeof value === "bigint" || typeof value === "string") && INTEGER_TEXT.test(String(value))) literal = `${String(value)}::int8`;
     } else if (type === "uuid" && typeof value === "string" && UUID.test(value)) {
       literal = `'${value}'::uuid`;
     }
@@ -366,6 +362,7 @@ function literalPrimaryKeyOf(info: LargeObjectColumnInfo, entity: ObjectLiteral)
   return terms.length === 0 ? undefined : terms.join(" AND ");
 }
 
+/** The WHERE clause selecting the entity's row by its primary key, or ERR_LO_NO_PRIMARY_KEY. */
 function primaryKeyOf(info: LargeObjectColumnInfo, entity: ObjectLiteral): { sql: string; values: unknown[] } {
   const columns = info.entity.primaryColumns;
   const values: unknown[] = [];
